@@ -1,0 +1,511 @@
+/*
+ * weft.h — the public interface of weft, and its reference manual.
+ *
+ * weft does many things at once behind one executor API: the same program maps
+ * work over an inline (sequential) executor, one thread per task, or a
+ * work-stealing thread pool, and moving between them is a one-line change.
+ *
+ * Conventions that hold for every function below (read once):
+ *
+ *  - Errors. Functions return an int: 0 (or a positive count where stated) on
+ *    success, a negative WEFT_E* code on failure. The codes are negated errno
+ *    values where one fits, so `weft_strerror()` and `strerror(-code)` agree for
+ *    those. The library never prints, never exits and never aborts on a
+ *    caller's mistake; a failed allocation is WEFT_ENOMEM, not a crash.
+ *
+ *  - Deadlines. Every call that may block takes `int64_t deadline`: an absolute
+ *    time in milliseconds on the clock of `weft_now()`. -1 (WEFT_FOREVER) waits
+ *    forever; 0 (WEFT_NOW), or any time already past, tries once without
+ *    blocking. When the deadline passes the call returns WEFT_ETIMEDOUT and
+ *    leaves everything as it was. Waits never end early.
+ *
+ *  - Values are bytes with a size. In-process executors (inline, thread,
+ *    thread_pool) hand the task the caller's input pointer as it is, without
+ *    copying: the caller keeps the input alive and unchanged until the task
+ *    has completed. A task's result is copied into (or handed over to) its
+ *    future, which owns it.
+ *
+ *  - Ownership. A function that returns a new object through an out-parameter
+ *    gives the caller one reference, which the caller gives back with the
+ *    matching destroy/release. Closing or shutting down an owner cancels what it
+ *    owns; destroy returns only when everything it owned has finished.
+ *
+ *  - Threads. Unless a comment says otherwise, every function may be called
+ *    from any thread, including from inside a running task.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_STRING "0.1.0"
+
+/* Returns the library's version string, e.g. "0.1.0" (static storage). */
+const char *weft_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The error table: X(NAME, value, message). WEFT_E<NAME> is the code.
+ * Codes from errno are negated errno values; weft's own codes live below
+ * -4000, out of errno's range.
+ */
+#define WEFT_ERRNO_MAP(X)                                                      \
+  X(INVAL, -EINVAL, "invalid argument")                                        \
+  X(NOMEM, -ENOMEM, "out of memory")                                           \
+  X(TIMEDOUT, -ETIMEDOUT, "deadline passed")                                   \
+  X(CANCELED, -ECANCELED, "cancelled")                                         \
+  X(SHUTDOWN, -ESHUTDOWN, "executor is shut down")                             \
+  X(AGAIN, -EAGAIN, "resource temporarily unavailable")                        \
+  X(BUSY, -EBUSY, "busy: already running")                                     \
+  X(CLOSED, -EPIPE, "channel is closed")                                       \
+  X(NOENT, -ENOENT, "no such entry")                                           \
+  X(TOOBIG, -E2BIG, "value too large")                                         \
+  X(NOSYS, -ENOSYS, "not supported")                                           \
+  X(OVERFLOW, -EOVERFLOW, "value out of range")                                \
+  X(TASK, -4001, "task failed")                                                \
+  X(CRASHED, -4002, "worker crashed")                                          \
+  X(PENDING, -4003, "not completed yet")
+
+enum {
+#define WEFT__ERR_ENUM(name, value, msg) WEFT_E##name = (value),
+  WEFT_ERRNO_MAP(WEFT__ERR_ENUM)
+#undef WEFT__ERR_ENUM
+};
+
+/* A human-readable message for any int code (static storage, never NULL).
+ * Unknown negative codes are described with strerror() when errno knows them. */
+const char *weft_strerror(int code);
+
+/* The symbolic name of a code, e.g. "WEFT_ETIMEDOUT"; "WEFT_UNKNOWN" if unknown. */
+const char *weft_err_name(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Clock, deadlines, CPUs, allocation                                       */
+/* ------------------------------------------------------------------------ */
+
+#define WEFT_FOREVER ((int64_t)-1)
+#define WEFT_NOW ((int64_t)0)
+
+/* Milliseconds on a monotonic clock (CLOCK_MONOTONIC), never 0 or negative.
+ * Deadlines are absolute times on this clock. */
+int64_t weft_now(void);
+
+/* A deadline `ms` milliseconds from now; ms < 0 gives WEFT_FOREVER.
+ * Saturates instead of overflowing. */
+int64_t weft_deadline_in(int64_t ms);
+
+/* Nanoseconds on the same monotonic clock, for measurements. */
+uint64_t weft_now_ns(void);
+
+/*
+ * The number of CPUs this process may really use: the CPUs in its affinity
+ * mask (sched_getaffinity), lowered to the cgroup CPU quota (cgroup v2
+ * cpu.max along the process's cgroup path, or v1 cpu.cfs_quota_us /
+ * cpu.cfs_period_us), rounded up. Always >= 1. Under `taskset -c 0` it is 1.
+ * Read afresh on every call (a few small file reads).
+ */
+int weft_cpu_count(void);
+
+/*
+ * Replaces the allocator weft uses for all its own memory (not for the
+ * caller's). Call before creating any weft object, or never; objects allocated
+ * with one allocator must not be freed after a switch. Any argument NULL
+ * restores the C library's malloc/realloc/free for all three.
+ * Returns 0. Not thread-safe with other weft calls.
+ */
+int weft_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                       void (*free_fn)(void *));
+
+/* ------------------------------------------------------------------------ */
+/* Tasks: the function an executor runs                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Where a running task puts its result. Valid only during the task's call. */
+typedef struct weft_out weft_out;
+
+/*
+ * A task function. `in`/`in_size` is the task's input (for in-process
+ * executors, the submitter's own pointer). It returns 0 on success, or a
+ * negative code of its choosing on failure; a failure fails only its own
+ * future (or map item), and the executor carries on.
+ * The task's result is empty unless it calls weft_out_set()/weft_out_alloc().
+ */
+typedef int (*weft_fn)(const void *in, size_t in_size, weft_out *out);
+
+/* Copies `size` bytes from `data` as the task's result, replacing any earlier
+ * result. Returns 0, WEFT_EINVAL (out NULL, or data NULL with size > 0),
+ * WEFT_ENOMEM, or WEFT_ETOOBIG if the result does not fit a map's result slot
+ * (see weft_executor_map). */
+int weft_out_set(weft_out *out, const void *data, size_t size);
+
+/* Returns a buffer of `size` bytes, owned by the result, for the task to fill
+ * in place (no copy). Replaces any earlier result. NULL on allocation failure,
+ * or if `size` does not fit a map's result slot. */
+void *weft_out_alloc(weft_out *out, size_t size);
+
+/* Records a failure message (printf-style, truncated at 255 bytes) and returns
+ * `code`, so a task can `return weft_out_fail(out, WEFT_EINVAL, "bad n=%d", n);`.
+ * `code` should be negative; 0 or a positive code is replaced by WEFT_ETASK. */
+int weft_out_fail(weft_out *out, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Nonzero if somebody asked to cancel this running task (weft_future_cancel,
+ * or a shutdown that cancels). Running work is never stopped by force in
+ * process; a long task should poll this and return WEFT_ECANCELED. */
+int weft_out_cancelled(const weft_out *out);
+
+/* ------------------------------------------------------------------------ */
+/* Futures                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A future is the one result type of every executor. It is reference counted:
+ * whoever receives one (from weft_executor_submit or weft_future_create) owns
+ * one reference and gives it back with weft_future_release(). An executor
+ * keeps its own reference while the task is queued or running, so releasing
+ * a future early never loses or breaks the task.
+ */
+typedef struct weft_future weft_future;
+
+typedef enum weft_state {
+  WEFT_PENDING = 0,   /* queued, not started */
+  WEFT_RUNNING = 1,   /* a worker is running it */
+  WEFT_DONE = 2,      /* completed with success; result available */
+  WEFT_FAILED = 3,    /* completed with the task's (or worker's) error */
+  WEFT_CANCELLED = 4  /* cancelled before it ran, or it returned WEFT_ECANCELED */
+} weft_state;
+
+/* Name of a state ("pending", "running", "done", "failed", "cancelled"). */
+const char *weft_state_name(weft_state s);
+
+/* A future completed by hand (a promise): starts PENDING. Returns 0,
+ * WEFT_EINVAL (out NULL) or WEFT_ENOMEM. */
+int weft_future_create(weft_future **out);
+
+/* Adds one reference. Returns f. */
+weft_future *weft_future_retain(weft_future *f);
+
+/* Gives back one reference; the last one frees the future and its result.
+ * NULL is ignored. */
+void weft_future_release(weft_future *f);
+
+/* Marks a PENDING future RUNNING (for hand-completed futures). Returns 0,
+ * WEFT_ECANCELED if it was cancelled, WEFT_EBUSY if already running or done. */
+int weft_future_set_running(weft_future *f);
+
+/* Completes a pending or running hand-made future with a copy of the bytes.
+ * Returns 0, WEFT_EBUSY if it has already completed (nothing changes),
+ * WEFT_ENOMEM (the future is then failed with WEFT_ENOMEM), WEFT_EINVAL. */
+int weft_future_set_result(weft_future *f, const void *data, size_t size);
+
+/* Fails a pending or running hand-made future with `code` (< 0) and an
+ * optional message (copied; may be NULL). WEFT_ECANCELED makes it CANCELLED.
+ * Returns 0, WEFT_EBUSY if it has already completed, WEFT_EINVAL. */
+int weft_future_set_error(weft_future *f, int code, const char *msg);
+
+/* The current state (a snapshot). */
+weft_state weft_future_state(const weft_future *f);
+
+/* Nonzero once the future is DONE, FAILED or CANCELLED. */
+int weft_future_done(const weft_future *f);
+
+/*
+ * Waits until the future completes or the deadline passes. Returns 0 when it
+ * has completed (whatever the outcome: see weft_future_error), WEFT_ETIMEDOUT,
+ * or WEFT_EINVAL. Blocks the calling thread (not other tasks).
+ */
+int weft_future_wait(weft_future *f, int64_t deadline);
+
+/*
+ * The outcome of a completed future: 0 if DONE, the task's negative code if
+ * FAILED, WEFT_ECANCELED if CANCELLED, WEFT_EPENDING if not completed yet.
+ */
+int weft_future_error(const weft_future *f);
+
+/* The failure message recorded with the error (weft_out_fail, or by the
+ * executor), or NULL. Owned by the future. */
+const char *weft_future_errmsg(const weft_future *f);
+
+/*
+ * The result of a completed future. On DONE sets *data and *size (either may
+ * be NULL) to the result bytes, owned by the future and valid while the caller
+ * holds a reference, and returns 0. Otherwise returns what weft_future_error
+ * returns and sets *data = NULL, *size = 0. Never blocks: wait first.
+ */
+int weft_future_result(const weft_future *f, const void **data, size_t *size);
+
+/*
+ * Asks to cancel. A PENDING future is cancelled at once (its task will not
+ * run; callbacks and waiters run now) and 0 is returned. A RUNNING task gets a
+ * flag it may poll (weft_out_cancelled) and WEFT_EBUSY is returned. A
+ * completed future is left alone and WEFT_EBUSY is returned.
+ */
+int weft_future_cancel(weft_future *f);
+
+/* A done-callback: `f` is the completed future (borrowed for the call). */
+typedef void (*weft_future_cb)(weft_future *f, void *arg);
+
+/*
+ * Runs cb(f, arg) exactly once when the future completes: in the thread that
+ * completes it, or at once in the calling thread if it has already completed.
+ * Callbacks run in the order added. A callback must not block for long (it
+ * runs on a worker); it may call any weft function, including release of its
+ * own reference to f. Returns 0, WEFT_EINVAL or WEFT_ENOMEM (then cb never runs).
+ */
+int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg);
+
+/*
+ * Waits until at least one of the n futures has completed. Sets *index (may be
+ * NULL) to the lowest index of a completed one and returns 0; WEFT_ETIMEDOUT;
+ * WEFT_EINVAL (n == 0, futs NULL or an entry NULL).
+ */
+int weft_future_wait_any(weft_future *const *futs, size_t n, int64_t deadline,
+                         size_t *index);
+
+/* Waits until all n futures have completed. Returns 0, WEFT_ETIMEDOUT or
+ * WEFT_EINVAL. Outcomes are then read with weft_future_error per future. */
+int weft_future_wait_all(weft_future *const *futs, size_t n, int64_t deadline);
+
+/*
+ * Iterates over futures in the order they complete.
+ *
+ *   weft_as_completed *it;
+ *   weft_as_completed_create(&it, futs, n);
+ *   size_t i;
+ *   while (weft_as_completed_next(it, WEFT_FOREVER, &i) == 0) use(futs[i]);
+ *   weft_as_completed_destroy(it);
+ *
+ * The iterator holds its own reference to each future.
+ */
+typedef struct weft_as_completed weft_as_completed;
+
+/* Returns 0, WEFT_EINVAL (any pointer NULL) or WEFT_ENOMEM. n may be 0. */
+int weft_as_completed_create(weft_as_completed **out, weft_future *const *futs, size_t n);
+
+/* Sets *index to the next completed future's index and returns 0; returns
+ * WEFT_CLOSED when all n have been returned, WEFT_ETIMEDOUT, WEFT_EINVAL.
+ * One thread at a time. */
+int weft_as_completed_next(weft_as_completed *it, int64_t deadline, size_t *index);
+
+/* Frees the iterator (at any point; futures not yet returned are unaffected). */
+void weft_as_completed_destroy(weft_as_completed *it);
+
+/* ------------------------------------------------------------------------ */
+/* Executors                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct weft_executor weft_executor;
+
+/*
+ * Options for weft_executor_create. Zero means "the default" for every field,
+ * so `weft_executor_opts o = {0};` or NULL is a fine start.
+ */
+typedef struct weft_executor_opts {
+  /* Workers. thread_pool: default weft_cpu_count() (CPU-bound work); pass
+   * weft_io_workers() for IO-bound work. thread: at most this many task
+   * threads alive at once (default: no limit). inline: ignored. */
+  int workers;
+  /* map/imap: items per trip to a worker. 0 = automatic: n / (8 x workers),
+   * clamped to [1, 256]. 1 gives the finest load balance. */
+  size_t chunksize;
+  /* map/imap: at most this many items submitted and not yet consumed
+   * (back-pressure). 0 = default: max(1024, 4 x chunksize x workers). */
+  size_t max_inflight;
+} weft_executor_opts;
+
+/* The default size of a pool for IO-bound work: min(32, weft_cpu_count() + 4). */
+int weft_io_workers(void);
+
+/*
+ * Creates an executor of the named kind: "inline", "thread" or "thread_pool"
+ * (weft_executor_kinds lists them). `opts` may be NULL. Returns 0,
+ * WEFT_EINVAL (out or kind NULL, negative workers), WEFT_ENOENT (unknown
+ * kind), WEFT_ENOMEM, WEFT_EAGAIN (the system refused a thread).
+ */
+int weft_executor_create(weft_executor **out, const char *kind,
+                         const weft_executor_opts *opts);
+
+/* The names of the available kinds, NULL-terminated (static storage). */
+const char *const *weft_executor_kinds(void);
+
+/*
+ * Submits one task: fn(in, in_size, out) runs on the executor and *fut
+ * receives its future (the caller's reference). `fut` may be NULL to submit
+ * without a future (fire and forget: the task's result and error are dropped).
+ * The inline executor runs the task here, before returning.
+ * Returns 0; WEFT_EINVAL (ex or fn NULL, in NULL with in_size > 0);
+ * WEFT_ESHUTDOWN (after shutdown began; the task does not run);
+ * WEFT_ENOMEM; WEFT_EAGAIN (thread executor: the system refused a thread).
+ * On error *fut is set to NULL and nothing was queued.
+ */
+int weft_executor_submit(weft_executor *ex, weft_fn fn, const void *in, size_t in_size,
+                         weft_future **fut);
+
+/*
+ * Maps fn over n items, in order, and waits. Item i is the `item_size` bytes at
+ * (const char *)items + i * item_size. Item i's result goes to the
+ * `result_size` bytes at (char *)results + i * result_size (a result larger than
+ * the slot fails that item with WEFT_ETOOBIG; a smaller one fills the front of
+ * the slot and the rest is zeroed). `results` may be NULL when result_size
+ * is 0. `errors`, if not NULL, receives each item's code (0 or negative).
+ * At most max_inflight items are in flight at once; items travel in chunks.
+ * Returns 0 if every item succeeded; else the code of the lowest-index
+ * failed item (every item still ran or was cancelled); WEFT_ETIMEDOUT at the
+ * deadline (work already submitted is cancelled or finishes in the background,
+ * but writes nothing after the return); WEFT_EINVAL; WEFT_ESHUTDOWN; WEFT_ENOMEM.
+ */
+int weft_executor_map(weft_executor *ex, weft_fn fn, const void *items, size_t item_size,
+                      size_t n, void *results, size_t result_size, int *errors,
+                      int64_t deadline);
+
+/* One result of an imap iterator, valid until the next call on the iterator. */
+typedef struct weft_item {
+  size_t index;       /* the item's index in the input */
+  int error;          /* 0, or the task's negative code (WEFT_ECANCELED ...) */
+  const char *errmsg; /* failure message, or NULL */
+  const void *data;   /* result bytes (NULL if none) */
+  size_t size;        /* result size */
+} weft_item;
+
+typedef struct weft_imap weft_imap;
+
+/*
+ * Streams fn over n items (same layout as weft_executor_map): results come out
+ * of weft_imap_next one by one, in input order (weft_executor_imap) or in
+ * completion order (weft_executor_imap_unordered), while at most max_inflight
+ * items are submitted and not yet consumed. The input must stay alive until
+ * the iterator is destroyed. Returns 0, WEFT_EINVAL, WEFT_ESHUTDOWN or
+ * WEFT_ENOMEM.
+ */
+int weft_executor_imap(weft_executor *ex, weft_fn fn, const void *items, size_t item_size,
+                       size_t n, weft_imap **out);
+int weft_executor_imap_unordered(weft_executor *ex, weft_fn fn, const void *items,
+                                 size_t item_size, size_t n, weft_imap **out);
+
+/*
+ * The next result: fills *item and returns 0; WEFT_CLOSED after the last one;
+ * WEFT_ETIMEDOUT (call again later; nothing is lost); WEFT_EINVAL. An item's
+ * own failure is reported in item->error, not in the return value.
+ * One thread at a time per iterator.
+ */
+int weft_imap_next(weft_imap *it, int64_t deadline, weft_item *item);
+
+/* Cancels what has not started, waits for what is running, frees the
+ * iterator. Blocks until the iterator's running items have finished. */
+void weft_imap_destroy(weft_imap *it);
+
+/* Shutdown flags. */
+#define WEFT_SHUTDOWN_FINISH 0 /* run the pending tasks, then stop */
+#define WEFT_SHUTDOWN_CANCEL 1 /* cancel pending tasks (futures: CANCELLED) */
+
+/*
+ * Stops accepting work (later submits get WEFT_ESHUTDOWN), then finishes or
+ * cancels pending tasks per `flags`, and waits for running tasks until the
+ * deadline. Running tasks are asked to cancel (weft_out_cancelled) with
+ * WEFT_SHUTDOWN_CANCEL. Returns 0 once no task is left, WEFT_ETIMEDOUT if the
+ * deadline passed first (call again to keep waiting), WEFT_EINVAL. May be
+ * called more than once; must not be called from one of its own tasks.
+ */
+int weft_executor_shutdown(weft_executor *ex, int flags, int64_t deadline);
+
+/*
+ * Shuts down (cancelling pending tasks), waits for running tasks without a
+ * deadline, joins every thread and frees the executor. Futures still held by
+ * the caller stay valid (each completed or cancelled). NULL is ignored.
+ * Must not be called from one of its own tasks.
+ */
+void weft_executor_destroy(weft_executor *ex);
+
+/* A snapshot of an executor's load. */
+typedef struct weft_executor_stats {
+  const char *name;   /* kind: "inline", "thread", "thread_pool" */
+  int size;           /* workers (thread: task threads alive now) */
+  int busy;           /* workers running a task now */
+  size_t queued;      /* tasks (chunks) waiting for a worker */
+  uint64_t submitted; /* tasks (chunks) accepted so far */
+  uint64_t completed; /* tasks (chunks) finished so far (any outcome) */
+} weft_executor_stats;
+
+/* Fills *st. Returns 0 or WEFT_EINVAL. The counts are a racy snapshot. */
+int weft_executor_stats_get(weft_executor *ex, weft_executor_stats *st);
+
+/* The kind's name, e.g. "thread_pool" (static storage; "?" if ex is NULL). */
+const char *weft_executor_name(const weft_executor *ex);
+
+/* ------------------------------------------------------------------------ */
+/* Sync: channel, event, semaphore                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A bounded multi-producer multi-consumer queue of fixed-size elements.
+ * Elements are copied in and out.
+ */
+typedef struct weft_chan weft_chan;
+
+/* capacity >= 1 elements of elem_size >= 1 bytes. Returns 0, WEFT_EINVAL,
+ * WEFT_ENOMEM. */
+int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size);
+
+/* Copies one element in, waiting for room until the deadline. Returns 0,
+ * WEFT_CLOSED (closed: nothing sent), WEFT_ETIMEDOUT, WEFT_EINVAL. */
+int weft_chan_send(weft_chan *ch, const void *elem, int64_t deadline);
+
+/* Copies one element out, waiting for one until the deadline. Elements sent
+ * before close are still received after it. Returns 0, WEFT_CLOSED (closed
+ * and empty), WEFT_ETIMEDOUT, WEFT_EINVAL. */
+int weft_chan_recv(weft_chan *ch, void *elem, int64_t deadline);
+
+/* Closes the channel: senders get WEFT_CLOSED at once (blocked ones wake);
+ * receivers drain what is left, then get WEFT_CLOSED. Returns 0, or
+ * WEFT_CLOSED if already closed, WEFT_EINVAL. */
+int weft_chan_close(weft_chan *ch);
+
+/* Elements queued now (snapshot). */
+size_t weft_chan_len(weft_chan *ch);
+
+/* Frees the channel. No thread may be using it. NULL is ignored. */
+void weft_chan_destroy(weft_chan *ch);
+
+/* An event: a flag that threads wait for. Starts clear. */
+typedef struct weft_event weft_event;
+
+int weft_event_create(weft_event **out);           /* 0, WEFT_EINVAL, WEFT_ENOMEM */
+int weft_event_set(weft_event *ev);                /* wakes all waiters; 0, EINVAL */
+int weft_event_clear(weft_event *ev);              /* 0, WEFT_EINVAL */
+int weft_event_is_set(weft_event *ev);             /* 1 or 0 (0 for NULL) */
+/* Waits until set: 0, WEFT_ETIMEDOUT, WEFT_EINVAL. */
+int weft_event_wait(weft_event *ev, int64_t deadline);
+void weft_event_destroy(weft_event *ev);           /* no waiters; NULL ignored */
+
+/* A counting semaphore. */
+typedef struct weft_sem weft_sem;
+
+/* initial >= 0. Returns 0, WEFT_EINVAL, WEFT_ENOMEM. */
+int weft_sem_create(weft_sem **out, long initial);
+/* Adds one (wakes one waiter). 0, WEFT_EOVERFLOW at LONG_MAX, WEFT_EINVAL. */
+int weft_sem_post(weft_sem *s);
+/* Takes one, waiting until the deadline: 0, WEFT_ETIMEDOUT, WEFT_EINVAL. */
+int weft_sem_wait(weft_sem *s, int64_t deadline);
+/* The current count (snapshot), or WEFT_EINVAL for NULL. */
+long weft_sem_value(weft_sem *s);
+void weft_sem_destroy(weft_sem *s);                /* no waiters; NULL ignored */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */
