@@ -298,7 +298,7 @@ typedef struct weft_as_completed weft_as_completed;
 int weft_as_completed_create(weft_as_completed **out, weft_future *const *futs, size_t n);
 
 /* Sets *index to the next completed future's index and returns 0; returns
- * WEFT_CLOSED when all n have been returned, WEFT_ETIMEDOUT, WEFT_EINVAL.
+ * WEFT_ECLOSED when all n have been returned, WEFT_ETIMEDOUT, WEFT_EINVAL.
  * One thread at a time. */
 int weft_as_completed_next(weft_as_completed *it, int64_t deadline, size_t *index);
 
@@ -398,7 +398,7 @@ int weft_executor_imap_unordered(weft_executor *ex, weft_fn fn, const void *item
                                  size_t item_size, size_t n, weft_imap **out);
 
 /*
- * The next result: fills *item and returns 0; WEFT_CLOSED after the last one;
+ * The next result: fills *item and returns 0; WEFT_ECLOSED after the last one;
  * WEFT_ETIMEDOUT (call again later; nothing is lost); WEFT_EINVAL. An item's
  * own failure is reported in item->error, not in the return value.
  * One thread at a time per iterator.
@@ -462,17 +462,17 @@ typedef struct weft_chan weft_chan;
 int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size);
 
 /* Copies one element in, waiting for room until the deadline. Returns 0,
- * WEFT_CLOSED (closed: nothing sent), WEFT_ETIMEDOUT, WEFT_EINVAL. */
+ * WEFT_ECLOSED (closed: nothing sent), WEFT_ETIMEDOUT, WEFT_EINVAL. */
 int weft_chan_send(weft_chan *ch, const void *elem, int64_t deadline);
 
 /* Copies one element out, waiting for one until the deadline. Elements sent
- * before close are still received after it. Returns 0, WEFT_CLOSED (closed
+ * before close are still received after it. Returns 0, WEFT_ECLOSED (closed
  * and empty), WEFT_ETIMEDOUT, WEFT_EINVAL. */
 int weft_chan_recv(weft_chan *ch, void *elem, int64_t deadline);
 
-/* Closes the channel: senders get WEFT_CLOSED at once (blocked ones wake);
- * receivers drain what is left, then get WEFT_CLOSED. Returns 0, or
- * WEFT_CLOSED if already closed, WEFT_EINVAL. */
+/* Closes the channel: senders get WEFT_ECLOSED at once (blocked ones wake);
+ * receivers drain what is left, then get WEFT_ECLOSED. Returns 0, or
+ * WEFT_ECLOSED if already closed, WEFT_EINVAL. */
 int weft_chan_close(weft_chan *ch);
 
 /* Elements queued now (snapshot). */

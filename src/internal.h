@@ -4,7 +4,7 @@
  * Layers (arrows point down only):
  *   exec/map.c (map, imap)  ->  exec/executor.c (create, submit, dispatch to a backend)
  *   exec/<backend>.c        ->  job (this file) + core/future.c
- *   sync/*.c, core/*.c      ->  core: alloc, the one timed wait, errors, clock
+ *   sync, core                ->  core: alloc, the one timed wait, errors, clock
  *
  * Naming: non-static internal functions are weft__<name>.
  */
@@ -58,6 +58,8 @@ bool weft__deadline_passed(int64_t deadline);
  * process described by the file `proc_cgroup` under the mount `root`, or 0. */
 int weft__cgroup_cpu_limit(const char *proc_cgroup, const char *root);
 
+typedef struct weft__job weft__job;
+
 /* ---- futures (core/future.c) */
 
 /* Completes a future from an executor. The result bytes are handed over
@@ -65,6 +67,13 @@ int weft__cgroup_cpu_limit(const char *proc_cgroup, const char *root);
  * `data` points into the future's inline buffer. Returns 0, or WEFT_EBUSY if
  * it had already completed (then `data` is freed). */
 int weft__future_complete(weft_future *f, int code, void *data, size_t size, char *msg);
+/* A new future with `refs` references and room for its submit job, which
+ * lives inside it (one allocation per task). NULL on ENOMEM. */
+weft_future *weft__future_new(int refs);
+weft__job *weft__future_job(weft_future *f);
+weft_future *weft__job_future(weft__job *job);
+/* The future's inline result buffer (small results need no allocation). */
+unsigned char *weft__future_inline(weft_future *f, size_t *size);
 /* PENDING -> RUNNING; false if it was cancelled (or is not pending). */
 bool weft__future_start(weft_future *f);
 /* Nonzero if cancellation was asked while running. */
@@ -78,7 +87,6 @@ bool weft__future_cancel_requested(const weft_future *f);
  * submit function, owns each until it calls exactly one of weft__job_run
  * (run it here, now) or weft__job_cancel (drop it, completing it as
  * cancelled); after either call the job memory must not be touched. */
-typedef struct weft__job weft__job;
 struct weft__batch; /* exec/map.c */
 
 struct weft__job {
@@ -165,6 +173,8 @@ struct weft_out {
   char *msg;                 /* weft__malloc'd failure message, or NULL */
   int set_error;             /* WEFT_ETOOBIG / WEFT_ENOMEM from a failed set */
 };
+/* The outcome of a task that returned rc, given what happened to its out. */
+int weft__out_code(const weft_out *out, int rc);
 /* Frees an owned result buffer and message (not slot or inline). */
 void weft__out_reset(weft_out *out);
 

@@ -27,8 +27,9 @@ void *weft__malloc(size_t n) { return g_malloc(n ? n : 1); }
 
 void *weft__calloc(size_t n, size_t size) {
   if (size && n > SIZE_MAX / size) return NULL;
-  void *p = g_malloc(n * size ? n * size : 1);
-  if (p) memset(p, 0, n * size);
+  size_t total = n * size;
+  void *p = g_malloc(total ? total : 1);
+  if (p) memset(p, 0, total);
   return p;
 }
 

@@ -5,7 +5,9 @@
  * 1.5 CPUs of time). A pool sized by the mask alone would oversubscribe the
  * quota, so the answer is min(mask, ceil(quota / period)) along the whole
  * cgroup path (a parent's quota bounds its children too). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "internal.h"
 
 #include <sched.h>
@@ -50,7 +52,7 @@ static int read_line(const char *path, char *buf, size_t len) {
 /* cgroup v2: cpu.max is "max 100000" or "150000 100000", at every level from
  * the process's cgroup up to the root. Returns the lowest limit or 0. */
 static int cgroup2_limit(const char *root, const char *rel) {
-  char path[4096], buf[128];
+  char path[8192], buf[128];
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", rel);
   int best = 0;
@@ -113,6 +115,7 @@ int weft__cgroup_cpu_limit(const char *proc_cgroup, const char *root) {
     if (!c1) continue;
     char *c2 = strchr(c1 + 1, ':');
     if (!c2) continue;
+    *c1 = '\0';
     *c2 = '\0';
     const char *ctrl = c1 + 1, *rel = c2 + 1;
     int n = 0;

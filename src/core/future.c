@@ -1,0 +1,575 @@
+/*
+ * future.c — the one future type of every executor.
+ *
+ * Design note. The whole state of a future is one atomic word:
+ *   bits 0-2  the state (PENDING, RUNNING, DONE, FAILED, CANCELLED, or the
+ *             private COMPLETING, held while a completer writes the result)
+ *   bit  3    CANCEL_REQ: somebody asked a running task to stop
+ *   bit  4    WAITERS: a thread sleeps in weft_future_wait on this future
+ *   bit  5    MULTI: a thread sleeps in wait_any over this future
+ *
+ * Completing costs one compare-and-swap to COMPLETING, plain writes of the
+ * result, and one release store of the final state. No lock is taken unless
+ * a waiter announced itself with WAITERS/MULTI, so futures nobody waits on
+ * (fire and forget, callbacks only, or waited on after completion) never
+ * touch a mutex or make a system call.
+ *
+ * Sleeping waiters park on a small table of mutex/condition pairs chosen by
+ * the future's address (a "parking lot"), so a future carries no mutex of its
+ * own. A waiter sets WAITERS while holding its stripe's mutex and re-reads the
+ * state in the same atomic operation; a completer that sees WAITERS in the
+ * word it replaced takes the same mutex before broadcasting, so a wake-up
+ * cannot fall between a waiter's check and its sleep.
+ *
+ * Done-callbacks form a lock-free stack. Completion swaps the head for the
+ * CLOSED marker and runs the list in the order it was added; on_done that
+ * finds CLOSED runs its callback itself. Whoever moves the head decides, so
+ * every callback runs exactly once.
+ */
+#include "internal.h"
+
+#include <stdalign.h>
+#include <string.h>
+
+enum {
+  ST_MASK = 7u,
+  ST_COMPLETING = 5u,
+  F_CANCEL_REQ = 1u << 3,
+  F_WAITERS = 1u << 4,
+  F_MULTI = 1u << 5,
+};
+
+#define WEFT__INLINE_RESULT 16
+
+struct cb_node {
+  struct cb_node *next;
+  weft_future_cb cb;
+  void *arg;
+};
+#define CB_CLOSED ((struct cb_node *)(uintptr_t)1)
+
+struct weft_future {
+  atomic_uint word;
+  atomic_int refs;
+  _Atomic(struct cb_node *) cbs;
+  int error;
+  char *msg;
+  void *data;
+  size_t size;
+  weft__job job; /* the submit job lives here: one allocation per task */
+  alignas(16) unsigned char inl[WEFT__INLINE_RESULT];
+};
+
+/* ---- the parking lot ---- */
+
+#define LOT_STRIPES 64
+struct lot_stripe {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} __attribute__((aligned(WEFT__CACHELINE)));
+
+/* Stripe LOT_STRIPES is for wait_any over several futures. */
+static struct lot_stripe g_lot[LOT_STRIPES + 1];
+static pthread_once_t g_lot_once = PTHREAD_ONCE_INIT;
+
+static void lot_init(void) {
+  for (int i = 0; i <= LOT_STRIPES; i++) {
+    pthread_mutex_init(&g_lot[i].mu, NULL);
+    if (weft__cond_init(&g_lot[i].cv) != 0) WEFT__ASSERT(!"cannot init parking lot");
+  }
+}
+
+static struct lot_stripe *lot_for(const void *p) {
+  pthread_once(&g_lot_once, lot_init);
+  uintptr_t h = (uintptr_t)p >> 6;
+  h ^= h >> 7;
+  return &g_lot[h % LOT_STRIPES];
+}
+
+static struct lot_stripe *lot_multi(void) {
+  pthread_once(&g_lot_once, lot_init);
+  return &g_lot[LOT_STRIPES];
+}
+
+static void lot_wake(struct lot_stripe *s) {
+  pthread_mutex_lock(&s->mu);
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static inline unsigned st_of(unsigned w) { return w & ST_MASK; }
+static inline bool final_st(unsigned s) {
+  return s == WEFT_DONE || s == WEFT_FAILED || s == WEFT_CANCELLED;
+}
+
+/* ---- lifecycle ---- */
+
+static weft_future *future_new(int refs) {
+  weft_future *f = weft__malloc(sizeof *f);
+  if (!f) return NULL;
+  atomic_init(&f->word, WEFT_PENDING);
+  atomic_init(&f->refs, refs);
+  atomic_init(&f->cbs, NULL);
+  f->error = 0;
+  f->msg = NULL;
+  f->data = NULL;
+  f->size = 0;
+  return f;
+}
+
+int weft_future_create(weft_future **out) {
+  if (!out) return WEFT_EINVAL;
+  *out = future_new(1);
+  return *out ? 0 : WEFT_ENOMEM;
+}
+
+/* For the executor layer: a future with `refs` references whose job is
+ * embedded; see weft__future_job / weft__job_future. */
+weft_future *weft__future_new(int refs) { return future_new(refs); }
+weft__job *weft__future_job(weft_future *f) { return &f->job; }
+weft_future *weft__job_future(weft__job *job) {
+  return (weft_future *)((char *)job - offsetof(weft_future, job));
+}
+unsigned char *weft__future_inline(weft_future *f, size_t *size) {
+  *size = sizeof f->inl;
+  return f->inl;
+}
+
+weft_future *weft_future_retain(weft_future *f) {
+  if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  return f;
+}
+
+static void free_result(weft_future *f) {
+  if (f->data != f->inl) weft__free(f->data);
+  weft__free(f->msg);
+}
+
+void weft_future_release(weft_future *f) {
+  if (!f) return;
+  /* acq_rel: the last releaser must see every write made by the others. */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) return;
+  free_result(f);
+  /* Callbacks never run on a future nobody holds; a completed future has
+   * CB_CLOSED here, a never-completed one may still hold nodes. */
+  struct cb_node *n = atomic_load_explicit(&f->cbs, memory_order_acquire);
+  while (n && n != CB_CLOSED) {
+    struct cb_node *next = n->next;
+    weft__free(n);
+    n = next;
+  }
+  weft__free(f);
+}
+
+/* ---- state ---- */
+
+const char *weft_state_name(weft_state s) {
+  switch (s) {
+  case WEFT_PENDING: return "pending";
+  case WEFT_RUNNING: return "running";
+  case WEFT_DONE: return "done";
+  case WEFT_FAILED: return "failed";
+  case WEFT_CANCELLED: return "cancelled";
+  }
+  return "?";
+}
+
+weft_state weft_future_state(const weft_future *f) {
+  if (!f) return WEFT_PENDING;
+  unsigned s = st_of(atomic_load_explicit(&((weft_future *)f)->word, memory_order_acquire));
+  /* COMPLETING is not visible outside: it is still "running" until the
+   * result is published. */
+  if (s == ST_COMPLETING) return WEFT_RUNNING;
+  return (weft_state)s;
+}
+
+int weft_future_done(const weft_future *f) {
+  return f && final_st(st_of(atomic_load_explicit(&((weft_future *)f)->word,
+                                                  memory_order_acquire)));
+}
+
+bool weft__future_start(weft_future *f) {
+  unsigned w = atomic_load_explicit(&f->word, memory_order_relaxed);
+  for (;;) {
+    if (st_of(w) != WEFT_PENDING) return false;
+    if (atomic_compare_exchange_weak_explicit(&f->word, &w, (w & ~ST_MASK) | WEFT_RUNNING,
+                                              memory_order_acquire, memory_order_relaxed))
+      return true;
+  }
+}
+
+bool weft__future_cancel_requested(const weft_future *f) {
+  return atomic_load_explicit(&((weft_future *)f)->word, memory_order_relaxed) & F_CANCEL_REQ;
+}
+
+/* Moves PENDING/RUNNING -> COMPLETING. False if someone else completed it. */
+static bool begin_complete(weft_future *f) {
+  unsigned w = atomic_load_explicit(&f->word, memory_order_relaxed);
+  for (;;) {
+    unsigned s = st_of(w);
+    if (s != WEFT_PENDING && s != WEFT_RUNNING) return false;
+    if (atomic_compare_exchange_weak_explicit(&f->word, &w, (w & ~ST_MASK) | ST_COMPLETING,
+                                              memory_order_acquire, memory_order_relaxed))
+      return true;
+  }
+}
+
+/* Publishes the final state, wakes sleepers, runs callbacks. */
+static void end_complete(weft_future *f, unsigned final) {
+  /* Release: the result fields written above become visible with the state.
+   * The exchange (not a store) also tells us which waiters announced
+   * themselves before this instant; later ones see the final state. */
+  unsigned w = atomic_load_explicit(&f->word, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(&f->word, &w, (w & ~ST_MASK) | final,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+  }
+  if (WEFT__UNLIKELY(w & F_WAITERS)) lot_wake(lot_for(f));
+  if (WEFT__UNLIKELY(w & F_MULTI)) lot_wake(lot_multi());
+
+  struct cb_node *list = atomic_exchange_explicit(&f->cbs, CB_CLOSED, memory_order_acq_rel);
+  if (list) {
+    /* The stack is newest-first; run oldest-first. */
+    struct cb_node *rev = NULL;
+    while (list) {
+      struct cb_node *next = list->next;
+      list->next = rev;
+      rev = list;
+      list = next;
+    }
+    while (rev) {
+      struct cb_node *next = rev->next;
+      rev->cb(f, rev->arg);
+      weft__free(rev);
+      rev = next;
+    }
+  }
+}
+
+int weft__future_complete(weft_future *f, int code, void *data, size_t size, char *msg) {
+  if (!begin_complete(f)) {
+    if (data != f->inl) weft__free(data);
+    weft__free(msg);
+    return WEFT_EBUSY;
+  }
+  unsigned final;
+  if (code >= 0) {
+    final = WEFT_DONE;
+    code = 0;
+    f->data = data;
+    f->size = size;
+    weft__free(msg);
+    msg = NULL;
+  } else {
+    final = code == WEFT_ECANCELED ? WEFT_CANCELLED : WEFT_FAILED;
+    if (data != f->inl) weft__free(data);
+  }
+  f->error = code;
+  f->msg = msg;
+  end_complete(f, final);
+  return 0;
+}
+
+/* ---- hand completion (promises) ---- */
+
+int weft_future_set_running(weft_future *f) {
+  if (!f) return WEFT_EINVAL;
+  if (weft__future_start(f)) return 0;
+  return weft_future_state(f) == WEFT_CANCELLED ? WEFT_ECANCELED : WEFT_EBUSY;
+}
+
+int weft_future_set_result(weft_future *f, const void *data, size_t size) {
+  if (!f || (!data && size)) return WEFT_EINVAL;
+  if (size <= sizeof f->inl) {
+    /* The inline buffer may only be written by the thread that won the race
+     * to complete, so it is filled between begin and end. */
+    if (!begin_complete(f)) return WEFT_EBUSY;
+    if (size) memcpy(f->inl, data, size);
+    f->data = f->inl;
+    f->size = size;
+    f->error = 0;
+    f->msg = NULL;
+    end_complete(f, WEFT_DONE);
+    return 0;
+  }
+  if (weft_future_done(f)) return WEFT_EBUSY;
+  void *copy = weft__malloc(size);
+  if (!copy) {
+    int rc = weft__future_complete(f, WEFT_ENOMEM, NULL, 0, NULL);
+    return rc ? rc : WEFT_ENOMEM;
+  }
+  memcpy(copy, data, size);
+  return weft__future_complete(f, 0, copy, size, NULL);
+}
+
+int weft_future_set_error(weft_future *f, int code, const char *msg) {
+  if (!f || code >= 0) return WEFT_EINVAL;
+  char *m = NULL;
+  if (msg) {
+    m = weft__strdup(msg); /* on failure the code still travels, without text */
+  }
+  return weft__future_complete(f, code, NULL, 0, m);
+}
+
+/* ---- reading ---- */
+
+int weft_future_error(const weft_future *f) {
+  if (!f) return WEFT_EINVAL;
+  if (!weft_future_done(f)) return WEFT_EPENDING;
+  return f->error;
+}
+
+const char *weft_future_errmsg(const weft_future *f) {
+  if (!f || !weft_future_done(f)) return NULL;
+  return f->msg;
+}
+
+int weft_future_result(const weft_future *f, const void **data, size_t *size) {
+  if (data) *data = NULL;
+  if (size) *size = 0;
+  if (!f) return WEFT_EINVAL;
+  if (!weft_future_done(f)) return WEFT_EPENDING;
+  if (f->error) return f->error;
+  if (data) *data = f->data;
+  if (size) *size = f->size;
+  return 0;
+}
+
+/* ---- waiting ---- */
+
+int weft_future_wait(weft_future *f, int64_t deadline) {
+  if (!f) return WEFT_EINVAL;
+  if (weft_future_done(f)) return 0;
+  if (deadline >= 0 && weft__deadline_passed(deadline)) return WEFT_ETIMEDOUT;
+  struct lot_stripe *s = lot_for(f);
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    /* Announce and re-check in one step (see the design note). */
+    unsigned w = atomic_fetch_or_explicit(&f->word, F_WAITERS, memory_order_acq_rel);
+    if (final_st(st_of(w))) break;
+    if (weft__cond_wait(&s->cv, &s->mu, deadline) == WEFT_ETIMEDOUT) {
+      rc = weft_future_done(f) ? 0 : WEFT_ETIMEDOUT;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+int weft_future_wait_all(weft_future *const *futs, size_t n, int64_t deadline) {
+  if (!futs && n) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (!futs[i]) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    int rc = weft_future_wait(futs[i], deadline);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int weft_future_wait_any(weft_future *const *futs, size_t n, int64_t deadline, size_t *index) {
+  if (!futs || n == 0) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (!futs[i]) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    if (weft_future_done(futs[i])) {
+      if (index) *index = i;
+      return 0;
+    }
+  }
+  if (weft__deadline_passed(deadline)) return WEFT_ETIMEDOUT;
+  struct lot_stripe *s = lot_multi();
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    size_t hit = n;
+    for (size_t i = 0; i < n; i++) {
+      unsigned w = atomic_fetch_or_explicit(&futs[i]->word, F_MULTI, memory_order_acq_rel);
+      if (final_st(st_of(w))) {
+        hit = i;
+        break;
+      }
+    }
+    if (hit < n) {
+      if (index) *index = hit;
+      break;
+    }
+    if (weft__cond_wait(&s->cv, &s->mu, deadline) == WEFT_ETIMEDOUT) {
+      rc = WEFT_ETIMEDOUT;
+      for (size_t i = 0; i < n; i++) {
+        if (weft_future_done(futs[i])) {
+          if (index) *index = i;
+          rc = 0;
+          break;
+        }
+      }
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* ---- cancel and callbacks ---- */
+
+int weft_future_cancel(weft_future *f) {
+  if (!f) return WEFT_EINVAL;
+  unsigned w = atomic_load_explicit(&f->word, memory_order_relaxed);
+  for (;;) {
+    unsigned s = st_of(w);
+    if (s == WEFT_PENDING) {
+      if (atomic_compare_exchange_weak_explicit(&f->word, &w, (w & ~ST_MASK) | ST_COMPLETING,
+                                                memory_order_acquire, memory_order_relaxed)) {
+        f->error = WEFT_ECANCELED;
+        f->msg = NULL;
+        end_complete(f, WEFT_CANCELLED);
+        return 0;
+      }
+    } else if (s == WEFT_RUNNING || s == ST_COMPLETING) {
+      atomic_fetch_or_explicit(&f->word, F_CANCEL_REQ, memory_order_relaxed);
+      return WEFT_EBUSY;
+    } else {
+      return WEFT_EBUSY;
+    }
+  }
+}
+
+int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg) {
+  if (!f || !cb) return WEFT_EINVAL;
+  struct cb_node *head = atomic_load_explicit(&f->cbs, memory_order_acquire);
+  if (head == CB_CLOSED) {
+    cb(f, arg);
+    return 0;
+  }
+  struct cb_node *n = weft__malloc(sizeof *n);
+  if (!n) return WEFT_ENOMEM;
+  n->cb = cb;
+  n->arg = arg;
+  for (;;) {
+    if (head == CB_CLOSED) {
+      weft__free(n);
+      cb(f, arg);
+      return 0;
+    }
+    n->next = head;
+    if (atomic_compare_exchange_weak_explicit(&f->cbs, &head, n, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return 0;
+  }
+}
+
+/* ---- as_completed: a queue fed by done-callbacks ----
+ * The iterator is reference counted: one reference for the caller and one
+ * per callback not yet run, so destroying it early is safe. */
+
+struct weft_as_completed {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t n, returned;
+  size_t head, tail; /* ring of completed indices, capacity n */
+  size_t *ring;
+  weft_future **futs;
+  atomic_size_t refs;
+  struct ac_slot {
+    struct weft_as_completed *it;
+    size_t index;
+  } *slots;
+};
+
+static void ac_unref(weft_as_completed *it) {
+  if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) != 1) return;
+  pthread_mutex_destroy(&it->mu);
+  pthread_cond_destroy(&it->cv);
+  weft__free(it->ring);
+  weft__free(it->slots);
+  weft__free(it->futs);
+  weft__free(it);
+}
+
+static void ac_on_done(weft_future *f, void *arg) {
+  (void)f;
+  struct ac_slot *slot = arg;
+  weft_as_completed *it = slot->it;
+  pthread_mutex_lock(&it->mu);
+  it->ring[it->tail++ % (it->n ? it->n : 1)] = slot->index;
+  pthread_cond_signal(&it->cv);
+  pthread_mutex_unlock(&it->mu);
+  ac_unref(it);
+}
+
+int weft_as_completed_create(weft_as_completed **out, weft_future *const *futs, size_t n) {
+  if (!out || (!futs && n)) return WEFT_EINVAL;
+  *out = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!futs[i]) return WEFT_EINVAL;
+  weft_as_completed *it = weft__calloc(1, sizeof *it);
+  if (!it) return WEFT_ENOMEM;
+  it->ring = weft__calloc(n ? n : 1, sizeof *it->ring);
+  it->slots = weft__calloc(n ? n : 1, sizeof *it->slots);
+  it->futs = weft__calloc(n ? n : 1, sizeof *it->futs);
+  if (!it->ring || !it->slots || !it->futs || pthread_mutex_init(&it->mu, NULL) != 0) {
+    weft__free(it->ring);
+    weft__free(it->slots);
+    weft__free(it->futs);
+    weft__free(it);
+    return WEFT_ENOMEM;
+  }
+  if (weft__cond_init(&it->cv) != 0) {
+    pthread_mutex_destroy(&it->mu);
+    weft__free(it->ring);
+    weft__free(it->slots);
+    weft__free(it->futs);
+    weft__free(it);
+    return WEFT_ENOMEM;
+  }
+  it->n = n;
+  atomic_init(&it->refs, 1 + n);
+  for (size_t i = 0; i < n; i++) {
+    it->futs[i] = weft_future_retain(futs[i]);
+    it->slots[i].it = it;
+    it->slots[i].index = i;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (weft_future_on_done(it->futs[i], ac_on_done, &it->slots[i]) != 0) {
+      /* The callbacks already registered hold their own references to the
+       * iterator, so giving up now frees it once they have all run. */
+      size_t unregistered = n - i;
+      atomic_fetch_sub_explicit(&it->refs, unregistered, memory_order_acq_rel);
+      weft_as_completed_destroy(it);
+      return WEFT_ENOMEM;
+    }
+  }
+  *out = it;
+  return 0;
+}
+
+int weft_as_completed_next(weft_as_completed *it, int64_t deadline, size_t *index) {
+  if (!it || !index) return WEFT_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&it->mu);
+  while (it->returned < it->n && it->head == it->tail) {
+    if (weft__deadline_passed(deadline) ||
+        weft__cond_wait(&it->cv, &it->mu, deadline) == WEFT_ETIMEDOUT) {
+      if (it->head == it->tail) rc = WEFT_ETIMEDOUT;
+      break;
+    }
+  }
+  if (rc == 0) {
+    if (it->returned == it->n) {
+      rc = WEFT_ECLOSED;
+    } else {
+      *index = it->ring[it->head++ % it->n];
+      it->returned++;
+    }
+  }
+  pthread_mutex_unlock(&it->mu);
+  return rc;
+}
+
+void weft_as_completed_destroy(weft_as_completed *it) {
+  if (!it) return;
+  for (size_t i = 0; i < it->n; i++) weft_future_release(it->futs[i]);
+  /* The futs array itself is freed with the last reference; pending
+   * callbacks touch only the ring and slots. */
+  ac_unref(it);
+}

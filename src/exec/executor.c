@@ -1,0 +1,223 @@
+/*
+ * executor.c — the generic layer over every executor backend.
+ *
+ * It checks arguments, resolves options, keeps the counters and the shutdown
+ * flag, and turns a submit into a job; a backend (one file, one
+ * weft__backend) only queues and runs jobs. Adding a backend is that file
+ * plus one line in `backends` below.
+ *
+ * Shutdown protocol. `outstanding` counts jobs accepted and not yet finished.
+ * Submit increments it before reading `closed`; shutdown sets `closed` before
+ * reading `outstanding`. Both are sequentially consistent, so either the
+ * submit sees `closed` (and backs out) or shutdown sees the job and waits for
+ * it: no job slips in unseen. A job that finishes on a closed executor and
+ * brings the count to 0 wakes the shutdown waiter under idle_mu. Backends
+ * join their threads in destroy before the executor is freed, so a worker
+ * still inside weft__executor_job_done never touches freed memory.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static const weft__backend *const backends[] = {
+    &weft__backend_inline,
+    &weft__backend_thread,
+    &weft__backend_thread_pool,
+    NULL,
+};
+
+static const char *const kind_names[] = {"inline", "thread", "thread_pool", NULL};
+
+const char *const *weft_executor_kinds(void) { return kind_names; }
+
+int weft_executor_create(weft_executor **out, const char *kind, const weft_executor_opts *opts) {
+  if (!out) return WEFT_EINVAL;
+  *out = NULL;
+  if (!kind) return WEFT_EINVAL;
+  weft_executor_opts o = {0};
+  if (opts) o = *opts;
+  if (o.workers < 0) return WEFT_EINVAL;
+  const weft__backend *be = NULL;
+  for (int i = 0; backends[i]; i++)
+    if (strcmp(backends[i]->name, kind) == 0) be = backends[i];
+  if (!be) return WEFT_ENOENT;
+
+  weft_executor *ex = weft__calloc(1, sizeof *ex);
+  if (!ex) return WEFT_ENOMEM;
+  ex->be = be;
+  if (be == &weft__backend_thread_pool)
+    ex->workers = o.workers ? o.workers : weft_cpu_count();
+  else if (be == &weft__backend_inline)
+    ex->workers = 1;
+  else
+    ex->workers = o.workers; /* thread: 0 = no limit */
+  ex->chunksize = o.chunksize;
+  ex->max_inflight = o.max_inflight;
+  atomic_init(&ex->closed, false);
+  atomic_init(&ex->outstanding, 0);
+  atomic_init(&ex->submitted, 0);
+  atomic_init(&ex->completed, 0);
+  if (pthread_mutex_init(&ex->idle_mu, NULL) != 0) {
+    weft__free(ex);
+    return WEFT_ENOMEM;
+  }
+  int rc = weft__cond_init(&ex->idle_cv);
+  if (rc == 0) {
+    rc = be->init(ex);
+    if (rc) pthread_cond_destroy(&ex->idle_cv);
+  } else {
+    rc = WEFT_ENOMEM;
+  }
+  if (rc) {
+    pthread_mutex_destroy(&ex->idle_mu);
+    weft__free(ex);
+    return rc;
+  }
+  *out = ex;
+  return 0;
+}
+
+const char *weft_executor_name(const weft_executor *ex) { return ex ? ex->be->name : "?"; }
+
+static void outstanding_dec(weft_executor *ex) {
+  if (atomic_fetch_sub(&ex->outstanding, 1) == 1 && atomic_load(&ex->closed)) {
+    pthread_mutex_lock(&ex->idle_mu);
+    pthread_cond_broadcast(&ex->idle_cv);
+    pthread_mutex_unlock(&ex->idle_mu);
+  }
+}
+
+void weft__executor_job_done(weft_executor *ex) {
+  atomic_fetch_add_explicit(&ex->completed, 1, memory_order_relaxed);
+  outstanding_dec(ex);
+}
+
+int weft__executor_wait_idle(weft_executor *ex, int64_t deadline) {
+  int rc = 0;
+  pthread_mutex_lock(&ex->idle_mu);
+  while (atomic_load(&ex->outstanding) != 0) {
+    if (weft__deadline_passed(deadline) ||
+        weft__cond_wait(&ex->idle_cv, &ex->idle_mu, deadline) == WEFT_ETIMEDOUT) {
+      if (atomic_load(&ex->outstanding) != 0) rc = WEFT_ETIMEDOUT;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ex->idle_mu);
+  return rc;
+}
+
+/* Takes a job back out of the count when it never reached a backend. */
+static void uncount(weft_executor *ex) {
+  atomic_fetch_sub_explicit(&ex->submitted, 1, memory_order_relaxed);
+  outstanding_dec(ex);
+}
+
+int weft__executor_submit_job(weft_executor *ex, weft__job *job) {
+  atomic_fetch_add(&ex->outstanding, 1);
+  atomic_fetch_add_explicit(&ex->submitted, 1, memory_order_relaxed);
+  if (WEFT__UNLIKELY(atomic_load(&ex->closed))) {
+    uncount(ex);
+    return WEFT_ESHUTDOWN;
+  }
+  job->ex = ex;
+  int rc = ex->be->submit(ex, job);
+  if (WEFT__UNLIKELY(rc)) uncount(ex);
+  return rc;
+}
+
+int weft_executor_submit(weft_executor *ex, weft_fn fn, const void *in, size_t in_size,
+                         weft_future **fut) {
+  if (fut) *fut = NULL;
+  if (!ex || !fn || (!in && in_size)) return WEFT_EINVAL;
+  /* One reference for the executor (given back by job_run/cancel), one
+   * for the caller if a future is wanted. */
+  weft_future *f = weft__future_new(fut ? 2 : 1);
+  if (!f) return WEFT_ENOMEM;
+  weft__job *job = weft__future_job(f);
+  job->next = NULL;
+  job->fn = fn;
+  job->in = in;
+  job->in_size = in_size;
+  job->count = 1;
+  job->first = 0;
+  job->fut = f;
+  job->batch = NULL;
+  int rc = weft__executor_submit_job(ex, job);
+  if (rc) {
+    weft_future_release(f);
+    if (fut) weft_future_release(f);
+    return rc;
+  }
+  if (fut) *fut = f;
+  return 0;
+}
+
+/* ---- running a submit job (batch jobs are run by exec/map.c) ---- */
+
+void weft__batch_run(weft__job *job);
+void weft__batch_cancel(weft__job *job);
+
+void weft__job_run(weft__job *job) {
+  if (job->batch) {
+    weft__batch_run(job);
+    return;
+  }
+  weft_future *f = job->fut;
+  weft_executor *ex = job->ex;
+  if (weft__future_start(f)) {
+    weft_out out = {0};
+    out.fut = f;
+    out.inl = weft__future_inline(f, &out.inl_size);
+    int rc = job->fn(job->in, job->in_size, &out);
+    rc = weft__out_code(&out, rc);
+    if (rc < 0 && out.data && out.data != out.inl) {
+      weft__free(out.data);
+      out.data = NULL;
+    }
+    weft__future_complete(f, rc, rc < 0 ? NULL : out.data, rc < 0 ? 0 : out.size, out.msg);
+  }
+  /* The job lives in f: read what we need first, then give back our ref. */
+  weft_future_release(f);
+  weft__executor_job_done(ex);
+}
+
+void weft__job_cancel(weft__job *job) {
+  if (job->batch) {
+    weft__batch_cancel(job);
+    return;
+  }
+  weft_future *f = job->fut;
+  weft_executor *ex = job->ex;
+  weft_future_cancel(f);
+  weft_future_release(f);
+  weft__executor_job_done(ex);
+}
+
+/* ---- shutdown, destroy, stats ---- */
+
+int weft_executor_shutdown(weft_executor *ex, int flags, int64_t deadline) {
+  if (!ex || (flags != WEFT_SHUTDOWN_FINISH && flags != WEFT_SHUTDOWN_CANCEL)) return WEFT_EINVAL;
+  atomic_store(&ex->closed, true);
+  return ex->be->shutdown(ex, flags, deadline);
+}
+
+void weft_executor_destroy(weft_executor *ex) {
+  if (!ex) return;
+  atomic_store(&ex->closed, true);
+  int rc = ex->be->shutdown(ex, WEFT_SHUTDOWN_CANCEL, WEFT_FOREVER);
+  WEFT__ASSERT(rc == 0);
+  ex->be->destroy(ex);
+  pthread_cond_destroy(&ex->idle_cv);
+  pthread_mutex_destroy(&ex->idle_mu);
+  weft__free(ex);
+}
+
+int weft_executor_stats_get(weft_executor *ex, weft_executor_stats *st) {
+  if (!ex || !st) return WEFT_EINVAL;
+  memset(st, 0, sizeof *st);
+  st->name = ex->be->name;
+  ex->be->stats(ex, st);
+  st->submitted = atomic_load_explicit(&ex->submitted, memory_order_relaxed);
+  st->completed = atomic_load_explicit(&ex->completed, memory_order_relaxed);
+  return 0;
+}
