@@ -42,6 +42,11 @@ void *weft__calloc(size_t n, size_t size); /* overflow-checked, zeroed */
 void *weft__realloc(void *p, size_t n);
 void weft__free(void *p);
 char *weft__strdup(const char *s);
+typedef void (*weft__free_fn)(void *);
+/* The free function in force now (blocks remember theirs when recycled). */
+weft__free_fn weft__current_free(void);
+/* Frees this thread's and the shared cache of recycled futures (core/future.c). */
+void weft__future_cache_flush(void);
 
 /* ---- the one timed wait (core/wait.c). Every blocking wait in weft goes
  * through weft__cond_wait, which takes an absolute deadline in weft_now() ms

@@ -11,6 +11,8 @@ static void (*g_free)(void *) = free;
 
 int weft_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
                        void (*free_fn)(void *)) {
+  /* Recycled blocks go back to the allocator they came from first. */
+  weft__future_cache_flush();
   if (!malloc_fn || !realloc_fn || !free_fn) {
     g_malloc = malloc;
     g_realloc = realloc;
@@ -34,6 +36,8 @@ void *weft__calloc(size_t n, size_t size) {
 }
 
 void *weft__realloc(void *p, size_t n) { return g_realloc(p, n ? n : 1); }
+
+weft__free_fn weft__current_free(void) { return g_free; }
 
 void weft__free(void *p) {
   if (p) g_free(p);

@@ -25,6 +25,14 @@
  * CLOSED marker and runs the list in the order it was added; on_done that
  * finds CLOSED runs its callback itself. Whoever moves the head decides, so
  * every callback runs exactly once.
+ *
+ * Recycling. A future is allocated per task, by the submitting thread, and
+ * freed by a worker; through malloc that costs two arena-locked trips per
+ * task. Freed futures go instead to a per-thread list; past LOCAL_MAX a
+ * worker moves a chain of them to a shared stack (one CAS), and a thread with
+ * an empty list takes the whole shared stack (one exchange: no ABA, since no
+ * single element is ever popped). Each block remembers the free function it
+ * was allocated with, so a change of allocator never frees a block wrongly.
  */
 #include "internal.h"
 
@@ -50,6 +58,8 @@ struct cb_node {
 
 struct weft_future {
   atomic_uint word;
+  weft__free_fn free_fn; /* how this block is freed */
+  weft_future *next_free;
   atomic_int refs;
   _Atomic(struct cb_node *) cbs;
   int error;
@@ -102,10 +112,116 @@ static inline bool final_st(unsigned s) {
   return s == WEFT_DONE || s == WEFT_FAILED || s == WEFT_CANCELLED;
 }
 
+/* ---- recycling ---- */
+
+enum { LOCAL_MAX = 256, SPILL = 128, SHARED_MAX = 1 << 16 };
+
+struct local_cache {
+  weft_future *head;
+  int n;
+  bool registered;
+};
+static _Thread_local struct local_cache tl_cache;
+static _Atomic(weft_future *) g_shared;
+static atomic_long g_shared_n;
+static pthread_key_t g_cache_key;
+static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+
+static void free_chain(weft_future *f) {
+  while (f) {
+    weft_future *next = f->next_free;
+    f->free_fn(f);
+    f = next;
+  }
+}
+
+/* Moves a chain first..last of n blocks to the shared stack, or frees it
+ * when the shared stack is full enough. */
+static void shared_push(weft_future *first, weft_future *last, long n) {
+  if (atomic_load_explicit(&g_shared_n, memory_order_relaxed) > SHARED_MAX) {
+    last->next_free = NULL;
+    free_chain(first);
+    return;
+  }
+  atomic_fetch_add_explicit(&g_shared_n, n, memory_order_relaxed);
+  weft_future *head = atomic_load_explicit(&g_shared, memory_order_relaxed);
+  do {
+    last->next_free = head;
+  } while (!atomic_compare_exchange_weak_explicit(&g_shared, &head, first, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* At thread exit, the thread's list goes to the shared stack. */
+static void cache_thread_exit(void *arg) {
+  struct local_cache *c = arg;
+  if (!c->head) return;
+  weft_future *last = c->head;
+  while (last->next_free) last = last->next_free;
+  shared_push(c->head, last, c->n);
+  c->head = NULL;
+  c->n = 0;
+}
+
+static void cache_key_init(void) { pthread_key_create(&g_cache_key, cache_thread_exit); }
+
+void weft__future_cache_flush(void) {
+  free_chain(tl_cache.head);
+  tl_cache.head = NULL;
+  tl_cache.n = 0;
+  free_chain(atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire));
+  atomic_store_explicit(&g_shared_n, 0, memory_order_relaxed);
+}
+
+static weft_future *future_alloc(void) {
+  struct local_cache *c = &tl_cache;
+  weft__free_fn cur = weft__current_free();
+  for (;;) {
+    if (!c->head) {
+      c->head = atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire);
+      c->n = (int)atomic_exchange_explicit(&g_shared_n, 0, memory_order_relaxed);
+      if (!c->head) break;
+    }
+    weft_future *f = c->head;
+    c->head = f->next_free;
+    if (c->n > 0) c->n--;
+    if (f->free_fn == cur) return f;
+    f->free_fn(f); /* from an allocator no longer in force */
+  }
+  weft_future *f = weft__malloc(sizeof *f);
+  if (f) f->free_fn = cur;
+  return f;
+}
+
+static void future_dealloc(weft_future *f) {
+  struct local_cache *c = &tl_cache;
+  if (f->free_fn != weft__current_free()) {
+    f->free_fn(f);
+    return;
+  }
+  if (WEFT__UNLIKELY(!c->registered)) {
+    pthread_once(&g_cache_once, cache_key_init);
+    pthread_setspecific(g_cache_key, c);
+    c->registered = true;
+  }
+  f->next_free = c->head;
+  c->head = f;
+  if (++c->n > LOCAL_MAX) {
+    /* Keep the newest (warm in cache) and spill the older part. */
+    weft_future *last = c->head;
+    for (int i = 1; i < LOCAL_MAX - SPILL; i++) last = last->next_free;
+    weft_future *spill = last->next_free;
+    last->next_free = NULL;
+    weft_future *end = spill;
+    while (end->next_free) end = end->next_free;
+    shared_push(spill, end, c->n - (LOCAL_MAX - SPILL));
+    c->n = LOCAL_MAX - SPILL;
+  }
+}
+
 /* ---- lifecycle ---- */
 
 static weft_future *future_new(int refs) {
-  weft_future *f = weft__malloc(sizeof *f);
+  weft_future *f = future_alloc();
   if (!f) return NULL;
   atomic_init(&f->word, WEFT_PENDING);
   atomic_init(&f->refs, refs);
@@ -158,7 +274,7 @@ void weft_future_release(weft_future *f) {
     weft__free(n);
     n = next;
   }
-  weft__free(f);
+  future_dealloc(f);
 }
 
 /* ---- state ---- */
