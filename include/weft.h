@@ -457,8 +457,9 @@ const char *weft_executor_name(const weft_executor *ex);
  */
 typedef struct weft_chan weft_chan;
 
-/* capacity >= 1 elements of elem_size >= 1 bytes. Returns 0, WEFT_EINVAL,
- * WEFT_ENOMEM. */
+/* capacity >= 1 elements of elem_size >= 1 bytes. Returns 0, WEFT_EINVAL
+ * (out NULL, capacity or elem_size 0, or capacity x elem_size too large),
+ * WEFT_ENOMEM. On failure *out is set to NULL (when out is not NULL). */
 int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size);
 
 /* Copies one element in, waiting for room until the deadline. Returns 0,
@@ -475,7 +476,7 @@ int weft_chan_recv(weft_chan *ch, void *elem, int64_t deadline);
  * WEFT_ECLOSED if already closed, WEFT_EINVAL. */
 int weft_chan_close(weft_chan *ch);
 
-/* Elements queued now (snapshot). */
+/* Elements queued now (snapshot); 0 for NULL. */
 size_t weft_chan_len(weft_chan *ch);
 
 /* Frees the channel. No thread may be using it. NULL is ignored. */
@@ -484,18 +485,22 @@ void weft_chan_destroy(weft_chan *ch);
 /* An event: a flag that threads wait for. Starts clear. */
 typedef struct weft_event weft_event;
 
-int weft_event_create(weft_event **out);           /* 0, WEFT_EINVAL, WEFT_ENOMEM */
-int weft_event_set(weft_event *ev);                /* wakes all waiters; 0, EINVAL */
+/* 0, WEFT_EINVAL, WEFT_ENOMEM; on failure *out is NULL (when out is not NULL). */
+int weft_event_create(weft_event **out);
+int weft_event_set(weft_event *ev);                /* wakes all waiters; 0, WEFT_EINVAL */
 int weft_event_clear(weft_event *ev);              /* 0, WEFT_EINVAL */
 int weft_event_is_set(weft_event *ev);             /* 1 or 0 (0 for NULL) */
-/* Waits until set: 0, WEFT_ETIMEDOUT, WEFT_EINVAL. */
+/* Returns 0 once the event is set, or has been set since the call began (a
+ * set() at once followed by clear() still releases the threads waiting at the
+ * time); WEFT_ETIMEDOUT; WEFT_EINVAL. */
 int weft_event_wait(weft_event *ev, int64_t deadline);
 void weft_event_destroy(weft_event *ev);           /* no waiters; NULL ignored */
 
 /* A counting semaphore. */
 typedef struct weft_sem weft_sem;
 
-/* initial >= 0. Returns 0, WEFT_EINVAL, WEFT_ENOMEM. */
+/* initial >= 0. Returns 0, WEFT_EINVAL, WEFT_ENOMEM; on failure *out is NULL
+ * (when out is not NULL). */
 int weft_sem_create(weft_sem **out, long initial);
 /* Adds one (wakes one waiter). 0, WEFT_EOVERFLOW at LONG_MAX, WEFT_EINVAL. */
 int weft_sem_post(weft_sem *s);
