@@ -145,6 +145,7 @@ struct weft_executor {
   size_t chunksize;         /* 0 = automatic per map */
   size_t max_inflight;      /* 0 = automatic per map */
   atomic_bool closed;       /* set once by shutdown; submit refuses after */
+  atomic_bool cancelling;   /* a cancelling shutdown began: running tasks see it */
   atomic_size_t outstanding;/* jobs accepted and not yet run or cancelled */
   atomic_uint_fast64_t submitted, completed;
   /* Wakes shutdown when outstanding drops to 0 after close. */
@@ -168,6 +169,7 @@ extern const weft__backend weft__backend_thread_pool;
 struct weft_out {
   weft_future *fut;          /* cancellation flag source (may be NULL) */
   const atomic_bool *cancel; /* batch cancellation flag (may be NULL) */
+  const atomic_bool *ex_cancel; /* the executor's cancelling shutdown (may be NULL) */
   /* Result: either in the fixed slot (map) or a buffer we own. */
   unsigned char *slot;       /* map: the caller's result slot, or NULL */
   size_t slot_size;

@@ -430,6 +430,8 @@ TEST(shutdown_cancel_keeps_running_cancels_pending) {
       weft_future_release(f[i]);
     }
     ASSERT_EQ(atomic_load(&g_entered), 2); /* the cancelled ones never ran */
+    /* the two running ones saw the cancelling shutdown and chose to stop */
+    for (int i = 0; i < 10; i++) ASSERT_EQ(weft_future_state(f[i]), WEFT_CANCELLED);
     weft_executor_destroy(ex);
     weft_event_destroy(g_gate);
   }

@@ -172,11 +172,22 @@ void weft__future_cache_flush(void) {
   atomic_store_explicit(&g_shared_n, 0, memory_order_relaxed);
 }
 
+/* A thread's list must go back to the shared stack when the thread exits,
+ * however it came to hold blocks (freeing them, or taking the shared stack). */
+static void cache_register(struct local_cache *c) {
+  if (WEFT__LIKELY(c->registered)) return;
+  pthread_once(&g_cache_once, cache_key_init);
+  pthread_setspecific(g_cache_key, c);
+  c->registered = true;
+}
+
 static weft_future *future_alloc(void) {
   struct local_cache *c = &tl_cache;
   weft__free_fn cur = weft__current_free();
   for (;;) {
     if (!c->head) {
+      if (!atomic_load_explicit(&g_shared, memory_order_relaxed)) break;
+      cache_register(c);
       c->head = atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire);
       c->n = (int)atomic_exchange_explicit(&g_shared_n, 0, memory_order_relaxed);
       if (!c->head) break;
@@ -198,11 +209,7 @@ static void future_dealloc(weft_future *f) {
     f->free_fn(f);
     return;
   }
-  if (WEFT__UNLIKELY(!c->registered)) {
-    pthread_once(&g_cache_once, cache_key_init);
-    pthread_setspecific(g_cache_key, c);
-    c->registered = true;
-  }
+  cache_register(c);
   f->next_free = c->head;
   c->head = f;
   if (++c->n > LOCAL_MAX) {

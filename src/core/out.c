@@ -73,5 +73,6 @@ int weft_out_fail(weft_out *out, int code, const char *fmt, ...) {
 int weft_out_cancelled(const weft_out *out) {
   if (!out) return 0;
   if (out->cancel && atomic_load_explicit(out->cancel, memory_order_relaxed)) return 1;
+  if (out->ex_cancel && atomic_load_explicit(out->ex_cancel, memory_order_relaxed)) return 1;
   return out->fut && weft__future_cancel_requested(out->fut);
 }

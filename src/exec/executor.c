@@ -54,6 +54,7 @@ int weft_executor_create(weft_executor **out, const char *kind, const weft_execu
   ex->chunksize = o.chunksize;
   ex->max_inflight = o.max_inflight;
   atomic_init(&ex->closed, false);
+  atomic_init(&ex->cancelling, false);
   atomic_init(&ex->outstanding, 0);
   atomic_init(&ex->submitted, 0);
   atomic_init(&ex->completed, 0);
@@ -167,6 +168,7 @@ void weft__job_run(weft__job *job) {
   if (weft__future_start(f)) {
     weft_out out = {0};
     out.fut = f;
+    out.ex_cancel = &ex->cancelling;
     out.inl = weft__future_inline(f, &out.inl_size);
     int rc = job->fn(job->in, job->in_size, &out);
     rc = weft__out_code(&out, rc);
@@ -198,12 +200,14 @@ void weft__job_cancel(weft__job *job) {
 int weft_executor_shutdown(weft_executor *ex, int flags, int64_t deadline) {
   if (!ex || (flags != WEFT_SHUTDOWN_FINISH && flags != WEFT_SHUTDOWN_CANCEL)) return WEFT_EINVAL;
   atomic_store(&ex->closed, true);
+  if (flags == WEFT_SHUTDOWN_CANCEL) atomic_store(&ex->cancelling, true);
   return ex->be->shutdown(ex, flags, deadline);
 }
 
 void weft_executor_destroy(weft_executor *ex) {
   if (!ex) return;
   atomic_store(&ex->closed, true);
+  atomic_store(&ex->cancelling, true);
   int rc = ex->be->shutdown(ex, WEFT_SHUTDOWN_CANCEL, WEFT_FOREVER);
   WEFT__ASSERT(rc == 0);
   ex->be->destroy(ex);

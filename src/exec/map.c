@@ -126,6 +126,7 @@ static void run_items(rec *r, bool cancel_all) {
     }
     weft_out out = {0};
     out.cancel = &b->cancel;
+    out.ex_cancel = r->job.ex ? &r->job.ex->cancelling : NULL;
     if (b->fixed) {
       out.slot = b->slab + (r->id * b->chunk + j) * b->result_size;
       out.slot_size = b->result_size;
