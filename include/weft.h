@@ -204,8 +204,11 @@ weft_future *weft_future_retain(weft_future *f);
  * NULL is ignored. */
 void weft_future_release(weft_future *f);
 
-/* Marks a PENDING future RUNNING (for hand-completed futures). Returns 0,
- * WEFT_ECANCELED if it was cancelled, WEFT_EBUSY if already running or done. */
+/* Marks a PENDING future RUNNING. This and the two set_ functions below are
+ * for futures made with weft_future_create only: on a future from an
+ * executor they return WEFT_EINVAL (its worker alone completes it).
+ * Returns 0, WEFT_ECANCELED if it was cancelled, WEFT_EBUSY if already
+ * running or done, WEFT_EINVAL. */
 int weft_future_set_running(weft_future *f);
 
 /* Completes a pending or running hand-made future with a copy of the bytes.

@@ -79,6 +79,14 @@ weft__job *weft__future_job(weft_future *f);
 weft_future *weft__job_future(weft__job *job);
 /* The future's inline result buffer (small results need no allocation). */
 unsigned char *weft__future_inline(weft_future *f, size_t *size);
+/* Frees a future nobody else ever saw (a fire-and-forget submit's): no
+ * callbacks, waiters or other references can exist. */
+void weft__future_free_detached(weft_future *f);
+/* Completes a future the caller moved to RUNNING with weft__future_start:
+ * only that caller can leave RUNNING, so no race is possible and the
+ * outcome is published with one atomic operation. Same ownership of data
+ * and msg as weft__future_complete. */
+void weft__future_complete_running(weft_future *f, int code, void *data, size_t size, char *msg);
 /* PENDING -> RUNNING; false if it was cancelled (or is not pending). */
 bool weft__future_start(weft_future *f);
 /* Nonzero if cancellation was asked while running. */
@@ -101,7 +109,8 @@ struct weft__job {
   size_t in_size;            /* bytes per item */
   size_t count;              /* items in this trip, >= 1 */
   size_t first;              /* batch: index of the first item */
-  weft_future *fut;          /* submit: the executor's reference, or NULL (fire and forget) */
+  weft_future *fut;          /* submit: the future the job lives in (executor's reference) */
+  bool detached;             /* submit without a future: nobody else can see fut */
   struct weft__batch *batch; /* map/imap: the batch, else NULL */
   weft_executor *ex;         /* the executor it was submitted to */
 };
@@ -126,11 +135,11 @@ typedef struct weft__backend {
   /* Takes ownership of job and arranges for weft__job_run (or _cancel) to be
    * called exactly once, possibly before returning. Returns 0, or an error
    * (WEFT_ENOMEM, WEFT_EAGAIN, WEFT_ESHUTDOWN) with the job NOT taken. Called
-   * only after the generic layer has counted the job in ex->outstanding and
+   * only after the generic layer has counted the job as outstanding and
    * found the executor open. */
   int (*submit)(weft_executor *ex, weft__job *job);
   /* ex->closed is already set. Finish or cancel (WEFT_SHUTDOWN_CANCEL)
-   * the queued jobs, and wait until ex->outstanding is 0 or the deadline. */
+   * the queued jobs, and wait until nothing is outstanding or the deadline. */
   int (*shutdown)(weft_executor *ex, int flags, int64_t deadline);
   /* After a shutdown that returned 0: join threads, free ex->impl. */
   void (*destroy)(weft_executor *ex);
@@ -139,6 +148,7 @@ typedef struct weft__backend {
 } weft__backend;
 
 struct weft_executor {
+  /* Read-mostly: every submit reads these. */
   const weft__backend *be;
   void *impl;
   int workers;              /* resolved: >= 1 (thread: 0 = unlimited) */
@@ -146,17 +156,26 @@ struct weft_executor {
   size_t max_inflight;      /* 0 = automatic per map */
   atomic_bool closed;       /* set once by shutdown; submit refuses after */
   atomic_bool cancelling;   /* a cancelling shutdown began: running tasks see it */
-  atomic_size_t outstanding;/* jobs accepted and not yet run or cancelled */
-  atomic_uint_fast64_t submitted, completed;
-  /* Wakes shutdown when outstanding drops to 0 after close. */
+  /* Wakes shutdown when nothing is outstanding after close. */
   pthread_mutex_t idle_mu;
   pthread_cond_t idle_cv;
+  /* Outstanding jobs are submitted - completed. The two counters sit on
+   * their own cache lines: submitters write one, workers the other, so a
+   * task costs one read-modify-write on each side and no line ping-pongs
+   * between a submitter and a worker. */
+  _Alignas(WEFT__CACHELINE) atomic_uint_fast64_t submitted;
+  _Alignas(WEFT__CACHELINE) atomic_uint_fast64_t completed;
+  char pad_[WEFT__CACHELINE - sizeof(atomic_uint_fast64_t)];
 };
 
-/* Called by weft__job_run/_cancel once per job: decrements outstanding and,
- * when it reaches 0 on a closed executor, wakes weft__executor_wait_idle. */
+/* Jobs accepted and not yet run or cancelled (a racy snapshot, >= 0). */
+size_t weft__executor_outstanding(weft_executor *ex);
+
+/* Called by weft__job_run/_cancel once per job: counts it completed and,
+ * when that leaves nothing outstanding on a closed executor, wakes
+ * weft__executor_wait_idle. */
 void weft__executor_job_done(weft_executor *ex);
-/* Waits until outstanding == 0 (0) or the deadline (WEFT_ETIMEDOUT). */
+/* Waits until nothing is outstanding (0) or the deadline (WEFT_ETIMEDOUT). */
 int weft__executor_wait_idle(weft_executor *ex, int64_t deadline);
 /* Counts a job in and submits it to the backend (generic checks included). */
 int weft__executor_submit_job(weft_executor *ex, weft__job *job);

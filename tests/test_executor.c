@@ -127,6 +127,10 @@ TEST(submit_results_and_errors) {
     }
     weft_future *g;
     ASSERT_OK(weft_executor_submit(ex, big_result, NULL, 0, &g));
+    /* an executor's future is completed by its worker alone */
+    ASSERT_RC(weft_future_set_result(g, "x", 1), WEFT_EINVAL);
+    ASSERT_RC(weft_future_set_error(g, WEFT_ETASK, NULL), WEFT_EINVAL);
+    ASSERT_RC(weft_future_set_running(g), WEFT_EINVAL);
     ASSERT_OK(weft_future_wait(g, WEFT_FOREVER));
     const void *d;
     size_t n;

@@ -7,6 +7,7 @@
  *   bit  3    CANCEL_REQ: somebody asked a running task to stop
  *   bit  4    WAITERS: a thread sleeps in weft_future_wait on this future
  *   bit  5    MULTI: a thread sleeps in wait_any over this future
+ *   bit  6    CBS: a done-callback was added (the list may be non-empty)
  *
  * Completing costs one compare-and-swap to COMPLETING, plain writes of the
  * result, and one release store of the final state. No lock is taken unless
@@ -21,17 +22,20 @@
  * word it replaced takes the same mutex before broadcasting, so a wake-up
  * cannot fall between a waiter's check and its sleep.
  *
- * Done-callbacks form a lock-free stack. Completion swaps the head for the
- * CLOSED marker and runs the list in the order it was added; on_done that
- * finds CLOSED runs its callback itself. Whoever moves the head decides, so
- * every callback runs exactly once.
+ * Done-callbacks form a lock-free stack. on_done first sets CBS in the word;
+ * if the word was already final it runs the callback at once. Otherwise it
+ * pushes a node, and completion, having seen CBS in the word it replaced,
+ * swaps the head for the CLOSED marker and runs the list in the order it was
+ * added; a push that finds CLOSED runs its callback itself. Whoever moves the
+ * head decides, so every callback runs exactly once, and a future that never
+ * had a callback costs nothing here.
  *
  * Recycling. A future is allocated per task, by the submitting thread, and
  * freed by a worker; through malloc that costs two arena-locked trips per
- * task. Freed futures go instead to a per-thread list; past LOCAL_MAX a
- * worker moves a chain of them to a shared stack (one CAS), and a thread with
- * an empty list takes the whole shared stack (one exchange: no ABA, since no
- * single element is ever popped). Each block remembers the free function it
+ * task. Freed futures go instead to a per-thread list; at LOCAL_MAX a
+ * worker moves the whole list to a shared stack (one CAS), and a thread with
+ * nothing cached takes the whole shared stack (one exchange: no ABA, since
+ * no single element is ever popped). Each block remembers the free function it
  * was allocated with, so a change of allocator never frees a block wrongly.
  */
 #include "internal.h"
@@ -45,6 +49,7 @@ enum {
   F_CANCEL_REQ = 1u << 3,
   F_WAITERS = 1u << 4,
   F_MULTI = 1u << 5,
+  F_CBS = 1u << 6,
 };
 
 #define WEFT__INLINE_RESULT 16
@@ -59,6 +64,7 @@ struct cb_node {
 struct weft_future {
   atomic_uint word;
   weft__free_fn free_fn; /* how this block is freed */
+  bool by_executor;       /* an executor completes it: set_* are refused */
   weft_future *next_free;
   atomic_int refs;
   _Atomic(struct cb_node *) cbs;
@@ -114,11 +120,15 @@ static inline bool final_st(unsigned s) {
 
 /* ---- recycling ---- */
 
-enum { LOCAL_MAX = 256, SPILL = 128, SHARED_MAX = 1 << 16 };
+enum { LOCAL_MAX = 256, SHARED_MAX = 1 << 16 };
 
+/* `fresh` holds blocks this thread freed, newest first, with its tail known,
+ * so that giving the list away is O(1); `taken` holds a chain taken from the
+ * shared stack (tail unknown), used once `fresh` is empty. */
 struct local_cache {
-  weft_future *head;
-  int n;
+  weft_future *fresh, *fresh_tail;
+  int nfresh;
+  weft_future *taken;
   bool registered;
 };
 static _Thread_local struct local_cache tl_cache;
@@ -136,7 +146,7 @@ static void free_chain(weft_future *f) {
 }
 
 /* Moves a chain first..last of n blocks to the shared stack, or frees it
- * when the shared stack is full enough. */
+ * when the shared stack already holds plenty. */
 static void shared_push(weft_future *first, weft_future *last, long n) {
   if (atomic_load_explicit(&g_shared_n, memory_order_relaxed) > SHARED_MAX) {
     last->next_free = NULL;
@@ -151,28 +161,23 @@ static void shared_push(weft_future *first, weft_future *last, long n) {
                                                   memory_order_relaxed));
 }
 
-/* At thread exit, the thread's list goes to the shared stack. */
+/* At thread exit, the thread's lists go to the shared stack. */
 static void cache_thread_exit(void *arg) {
   struct local_cache *c = arg;
-  if (!c->head) return;
-  weft_future *last = c->head;
-  while (last->next_free) last = last->next_free;
-  shared_push(c->head, last, c->n);
-  c->head = NULL;
-  c->n = 0;
+  if (c->fresh) shared_push(c->fresh, c->fresh_tail, c->nfresh);
+  if (c->taken) {
+    long n = 1;
+    weft_future *last = c->taken;
+    for (; last->next_free; n++) last = last->next_free;
+    shared_push(c->taken, last, n);
+  }
+  c->fresh = c->fresh_tail = c->taken = NULL;
+  c->nfresh = 0;
 }
 
 static void cache_key_init(void) { pthread_key_create(&g_cache_key, cache_thread_exit); }
 
-void weft__future_cache_flush(void) {
-  free_chain(tl_cache.head);
-  tl_cache.head = NULL;
-  tl_cache.n = 0;
-  free_chain(atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire));
-  atomic_store_explicit(&g_shared_n, 0, memory_order_relaxed);
-}
-
-/* A thread's list must go back to the shared stack when the thread exits,
+/* A thread's lists must go back to the shared stack when the thread exits,
  * however it came to hold blocks (freeing them, or taking the shared stack). */
 static void cache_register(struct local_cache *c) {
   if (WEFT__LIKELY(c->registered)) return;
@@ -181,20 +186,36 @@ static void cache_register(struct local_cache *c) {
   c->registered = true;
 }
 
+void weft__future_cache_flush(void) {
+  free_chain(tl_cache.fresh);
+  free_chain(tl_cache.taken);
+  tl_cache.fresh = tl_cache.fresh_tail = tl_cache.taken = NULL;
+  tl_cache.nfresh = 0;
+  free_chain(atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire));
+  atomic_store_explicit(&g_shared_n, 0, memory_order_relaxed);
+}
+
 static weft_future *future_alloc(void) {
   struct local_cache *c = &tl_cache;
   weft__free_fn cur = weft__current_free();
   for (;;) {
-    if (!c->head) {
-      if (!atomic_load_explicit(&g_shared, memory_order_relaxed)) break;
-      cache_register(c);
-      c->head = atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire);
-      c->n = (int)atomic_exchange_explicit(&g_shared_n, 0, memory_order_relaxed);
-      if (!c->head) break;
+    weft_future *f;
+    if (c->fresh) {
+      f = c->fresh;
+      c->fresh = f->next_free;
+      if (!c->fresh) c->fresh_tail = NULL;
+      c->nfresh--;
+    } else {
+      if (!c->taken) {
+        if (!atomic_load_explicit(&g_shared, memory_order_relaxed)) break;
+        cache_register(c);
+        c->taken = atomic_exchange_explicit(&g_shared, NULL, memory_order_acquire);
+        atomic_store_explicit(&g_shared_n, 0, memory_order_relaxed);
+        if (!c->taken) break;
+      }
+      f = c->taken;
+      c->taken = f->next_free;
     }
-    weft_future *f = c->head;
-    c->head = f->next_free;
-    if (c->n > 0) c->n--;
     if (f->free_fn == cur) return f;
     f->free_fn(f); /* from an allocator no longer in force */
   }
@@ -210,18 +231,13 @@ static void future_dealloc(weft_future *f) {
     return;
   }
   cache_register(c);
-  f->next_free = c->head;
-  c->head = f;
-  if (++c->n > LOCAL_MAX) {
-    /* Keep the newest (warm in cache) and spill the older part. */
-    weft_future *last = c->head;
-    for (int i = 1; i < LOCAL_MAX - SPILL; i++) last = last->next_free;
-    weft_future *spill = last->next_free;
-    last->next_free = NULL;
-    weft_future *end = spill;
-    while (end->next_free) end = end->next_free;
-    shared_push(spill, end, c->n - (LOCAL_MAX - SPILL));
-    c->n = LOCAL_MAX - SPILL;
+  f->next_free = c->fresh;
+  if (!c->fresh) c->fresh_tail = f;
+  c->fresh = f;
+  if (++c->nfresh >= LOCAL_MAX) {
+    shared_push(c->fresh, c->fresh_tail, c->nfresh);
+    c->fresh = c->fresh_tail = NULL;
+    c->nfresh = 0;
   }
 }
 
@@ -243,12 +259,17 @@ static weft_future *future_new(int refs) {
 int weft_future_create(weft_future **out) {
   if (!out) return WEFT_EINVAL;
   *out = future_new(1);
+  if (*out) (*out)->by_executor = false;
   return *out ? 0 : WEFT_ENOMEM;
 }
 
 /* For the executor layer: a future with `refs` references whose job is
  * embedded; see weft__future_job / weft__job_future. */
-weft_future *weft__future_new(int refs) { return future_new(refs); }
+weft_future *weft__future_new(int refs) {
+  weft_future *f = future_new(refs);
+  if (f) f->by_executor = true;
+  return f;
+}
 weft__job *weft__future_job(weft_future *f) { return &f->job; }
 weft_future *weft__job_future(weft__job *job) {
   return (weft_future *)((char *)job - offsetof(weft_future, job));
@@ -266,6 +287,11 @@ weft_future *weft_future_retain(weft_future *f) {
 static void free_result(weft_future *f) {
   if (f->data != f->inl) weft__free(f->data);
   weft__free(f->msg);
+}
+
+void weft__future_free_detached(weft_future *f) {
+  free_result(f);
+  future_dealloc(f);
 }
 
 void weft_future_release(weft_future *f) {
@@ -337,17 +363,19 @@ static bool begin_complete(weft_future *f) {
   }
 }
 
-/* Publishes the final state, wakes sleepers, runs callbacks. */
-static void end_complete(weft_future *f, unsigned final) {
-  /* Release: the result fields written above become visible with the state.
-   * The exchange (not a store) also tells us which waiters announced
-   * themselves before this instant; later ones see the final state. */
-  unsigned w = atomic_load_explicit(&f->word, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(&f->word, &w, (w & ~ST_MASK) | final,
-                                                memory_order_acq_rel, memory_order_relaxed)) {
-  }
+/* Publishes the final state, wakes sleepers, runs callbacks. The state bits
+ * hold `from` (COMPLETING, or RUNNING for the worker that runs the task),
+ * which only the caller can leave, so adding final - from moves them without
+ * touching the flags (no carry or borrow). Release: the result fields
+ * written before become visible with the state. The old word tells which
+ * waiters and callbacks announced themselves before this instant; later ones
+ * see the final state. */
+static void end_complete_from(weft_future *f, unsigned from, unsigned final) {
+  unsigned w = atomic_fetch_add_explicit(&f->word, final - from, memory_order_acq_rel);
+  WEFT__ASSERT(st_of(w) == from);
   if (WEFT__UNLIKELY(w & F_WAITERS)) lot_wake(lot_for(f));
   if (WEFT__UNLIKELY(w & F_MULTI)) lot_wake(lot_multi());
+  if (!(w & F_CBS)) return;
 
   struct cb_node *list = atomic_exchange_explicit(&f->cbs, CB_CLOSED, memory_order_acq_rel);
   if (list) {
@@ -368,12 +396,12 @@ static void end_complete(weft_future *f, unsigned final) {
   }
 }
 
-int weft__future_complete(weft_future *f, int code, void *data, size_t size, char *msg) {
-  if (!begin_complete(f)) {
-    if (data != f->inl) weft__free(data);
-    weft__free(msg);
-    return WEFT_EBUSY;
-  }
+static void end_complete(weft_future *f, unsigned final) {
+  end_complete_from(f, ST_COMPLETING, final);
+}
+
+/* Writes the outcome and publishes it from state `from`. */
+static void finish(weft_future *f, unsigned from, int code, void *data, size_t size, char *msg) {
   unsigned final;
   if (code >= 0) {
     final = WEFT_DONE;
@@ -388,20 +416,33 @@ int weft__future_complete(weft_future *f, int code, void *data, size_t size, cha
   }
   f->error = code;
   f->msg = msg;
-  end_complete(f, final);
+  end_complete_from(f, from, final);
+}
+
+int weft__future_complete(weft_future *f, int code, void *data, size_t size, char *msg) {
+  if (!begin_complete(f)) {
+    if (data != f->inl) weft__free(data);
+    weft__free(msg);
+    return WEFT_EBUSY;
+  }
+  finish(f, ST_COMPLETING, code, data, size, msg);
   return 0;
+}
+
+void weft__future_complete_running(weft_future *f, int code, void *data, size_t size, char *msg) {
+  finish(f, WEFT_RUNNING, code, data, size, msg);
 }
 
 /* ---- hand completion (promises) ---- */
 
 int weft_future_set_running(weft_future *f) {
-  if (!f) return WEFT_EINVAL;
+  if (!f || f->by_executor) return WEFT_EINVAL;
   if (weft__future_start(f)) return 0;
   return weft_future_state(f) == WEFT_CANCELLED ? WEFT_ECANCELED : WEFT_EBUSY;
 }
 
 int weft_future_set_result(weft_future *f, const void *data, size_t size) {
-  if (!f || (!data && size)) return WEFT_EINVAL;
+  if (!f || f->by_executor || (!data && size)) return WEFT_EINVAL;
   if (size <= sizeof f->inl) {
     /* The inline buffer may only be written by the thread that won the race
      * to complete, so it is filled between begin and end. */
@@ -425,7 +466,7 @@ int weft_future_set_result(weft_future *f, const void *data, size_t size) {
 }
 
 int weft_future_set_error(weft_future *f, int code, const char *msg) {
-  if (!f || code >= 0) return WEFT_EINVAL;
+  if (!f || f->by_executor || code >= 0) return WEFT_EINVAL;
   char *m = NULL;
   if (msg) {
     m = weft__strdup(msg); /* on failure the code still travels, without text */
@@ -559,11 +600,12 @@ int weft_future_cancel(weft_future *f) {
 
 int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg) {
   if (!f || !cb) return WEFT_EINVAL;
-  struct cb_node *head = atomic_load_explicit(&f->cbs, memory_order_acquire);
-  if (head == CB_CLOSED) {
+  unsigned w = atomic_fetch_or_explicit(&f->word, F_CBS, memory_order_acq_rel);
+  if (final_st(st_of(w))) {
     cb(f, arg);
     return 0;
   }
+  struct cb_node *head = atomic_load_explicit(&f->cbs, memory_order_acquire);
   struct cb_node *n = weft__malloc(sizeof *n);
   if (!n) return WEFT_ENOMEM;
   n->cb = cb;

@@ -6,14 +6,17 @@
  * weft__backend) only queues and runs jobs. Adding a backend is that file
  * plus one line in `backends` below.
  *
- * Shutdown protocol. `outstanding` counts jobs accepted and not yet finished.
- * Submit increments it before reading `closed`; shutdown sets `closed` before
- * reading `outstanding`. Both are sequentially consistent, so either the
- * submit sees `closed` (and backs out) or shutdown sees the job and waits for
- * it: no job slips in unseen. A job that finishes on a closed executor and
- * brings the count to 0 wakes the shutdown waiter under idle_mu. Backends
- * join their threads in destroy before the executor is freed, so a worker
- * still inside weft__executor_job_done never touches freed memory.
+ * Shutdown protocol. A job is outstanding from the moment a submit counts
+ * it in `submitted` until weft__job_run/_cancel counts it in `completed`.
+ * Submit increments `submitted` before reading `closed`; shutdown sets
+ * `closed` before comparing the counters. All of these are sequentially
+ * consistent, so either the submit sees `closed` (and backs out, taking its
+ * count back) or shutdown sees the job and waits for it: no job slips in
+ * unseen. Whoever changes a counter last on a closed executor (a completing
+ * job, or a submit backing out) sees the two counters equal and wakes the
+ * shutdown waiter under idle_mu. Backends join their threads in destroy
+ * before the executor is freed, so a worker still inside
+ * weft__executor_job_done never touches freed memory.
  */
 #include "internal.h"
 
@@ -55,7 +58,6 @@ int weft_executor_create(weft_executor **out, const char *kind, const weft_execu
   ex->max_inflight = o.max_inflight;
   atomic_init(&ex->closed, false);
   atomic_init(&ex->cancelling, false);
-  atomic_init(&ex->outstanding, 0);
   atomic_init(&ex->submitted, 0);
   atomic_init(&ex->completed, 0);
   if (pthread_mutex_init(&ex->idle_mu, NULL) != 0) {
@@ -80,26 +82,32 @@ int weft_executor_create(weft_executor **out, const char *kind, const weft_execu
 
 const char *weft_executor_name(const weft_executor *ex) { return ex ? ex->be->name : "?"; }
 
-static void outstanding_dec(weft_executor *ex) {
-  if (atomic_fetch_sub(&ex->outstanding, 1) == 1 && atomic_load(&ex->closed)) {
-    pthread_mutex_lock(&ex->idle_mu);
-    pthread_cond_broadcast(&ex->idle_cv);
-    pthread_mutex_unlock(&ex->idle_mu);
-  }
+size_t weft__executor_outstanding(weft_executor *ex) {
+  /* completed first: every completed job was submitted, so this is >= 0
+   * except when a submit backed out in between. */
+  uint64_t c = atomic_load_explicit(&ex->completed, memory_order_relaxed);
+  uint64_t s = atomic_load_explicit(&ex->submitted, memory_order_relaxed);
+  return s > c ? (size_t)(s - c) : 0;
+}
+
+static void wake_idle(weft_executor *ex) {
+  pthread_mutex_lock(&ex->idle_mu);
+  pthread_cond_broadcast(&ex->idle_cv);
+  pthread_mutex_unlock(&ex->idle_mu);
 }
 
 void weft__executor_job_done(weft_executor *ex) {
-  atomic_fetch_add_explicit(&ex->completed, 1, memory_order_relaxed);
-  outstanding_dec(ex);
+  uint64_t c = atomic_fetch_add(&ex->completed, 1) + 1;
+  if (WEFT__UNLIKELY(atomic_load(&ex->closed)) && atomic_load(&ex->submitted) == c) wake_idle(ex);
 }
 
 int weft__executor_wait_idle(weft_executor *ex, int64_t deadline) {
   int rc = 0;
   pthread_mutex_lock(&ex->idle_mu);
-  while (atomic_load(&ex->outstanding) != 0) {
+  while (atomic_load(&ex->submitted) != atomic_load(&ex->completed)) {
     if (weft__deadline_passed(deadline) ||
         weft__cond_wait(&ex->idle_cv, &ex->idle_mu, deadline) == WEFT_ETIMEDOUT) {
-      if (atomic_load(&ex->outstanding) != 0) rc = WEFT_ETIMEDOUT;
+      if (atomic_load(&ex->submitted) != atomic_load(&ex->completed)) rc = WEFT_ETIMEDOUT;
       break;
     }
   }
@@ -109,13 +117,12 @@ int weft__executor_wait_idle(weft_executor *ex, int64_t deadline) {
 
 /* Takes a job back out of the count when it never reached a backend. */
 static void uncount(weft_executor *ex) {
-  atomic_fetch_sub_explicit(&ex->submitted, 1, memory_order_relaxed);
-  outstanding_dec(ex);
+  uint64_t s = atomic_fetch_sub(&ex->submitted, 1) - 1;
+  if (atomic_load(&ex->closed) && atomic_load(&ex->completed) == s) wake_idle(ex);
 }
 
 int weft__executor_submit_job(weft_executor *ex, weft__job *job) {
-  atomic_fetch_add(&ex->outstanding, 1);
-  atomic_fetch_add_explicit(&ex->submitted, 1, memory_order_relaxed);
+  atomic_fetch_add(&ex->submitted, 1);
   if (WEFT__UNLIKELY(atomic_load(&ex->closed))) {
     uncount(ex);
     return WEFT_ESHUTDOWN;
@@ -142,6 +149,7 @@ int weft_executor_submit(weft_executor *ex, weft_fn fn, const void *in, size_t i
   job->count = 1;
   job->first = 0;
   job->fut = f;
+  job->detached = fut == NULL;
   job->batch = NULL;
   int rc = weft__executor_submit_job(ex, job);
   if (rc) {
@@ -165,6 +173,18 @@ void weft__job_run(weft__job *job) {
   }
   weft_future *f = job->fut;
   weft_executor *ex = job->ex;
+  if (job->detached) {
+    /* Fire and forget: no one can cancel, wait for or read this future, so
+     * the state machine is skipped; only the cancelling flag is visible. */
+    weft_out out = {0};
+    out.ex_cancel = &ex->cancelling;
+    out.inl = weft__future_inline(f, &out.inl_size);
+    job->fn(job->in, job->in_size, &out);
+    weft__out_reset(&out);
+    weft__future_free_detached(f);
+    weft__executor_job_done(ex);
+    return;
+  }
   if (weft__future_start(f)) {
     weft_out out = {0};
     out.fut = f;
@@ -176,7 +196,8 @@ void weft__job_run(weft__job *job) {
       weft__free(out.data);
       out.data = NULL;
     }
-    weft__future_complete(f, rc, rc < 0 ? NULL : out.data, rc < 0 ? 0 : out.size, out.msg);
+    weft__future_complete_running(f, rc, rc < 0 ? NULL : out.data, rc < 0 ? 0 : out.size,
+                                  out.msg);
   }
   /* The job lives in f: read what we need first, then give back our ref. */
   weft_future_release(f);
@@ -190,6 +211,11 @@ void weft__job_cancel(weft__job *job) {
   }
   weft_future *f = job->fut;
   weft_executor *ex = job->ex;
+  if (job->detached) {
+    weft__future_free_detached(f);
+    weft__executor_job_done(ex);
+    return;
+  }
   weft_future_cancel(f);
   weft_future_release(f);
   weft__executor_job_done(ex);

@@ -55,7 +55,7 @@
  * every accepted job until it is done, so no per-job counter is kept here.
  *
  * Shutdown. FINISH changes nothing here: workers run until the queues are
- * empty and the generic layer waits for outstanding == 0. CANCEL sets
+ * empty and the generic layer waits until nothing is outstanding. CANCEL sets
  * `cancelling` (a worker cancels instead of running any job it takes from
  * then on), then empties the injector and steals every deque dry, cancelling
  * each job. Destroy sets `stop`, wakes everyone and joins.
@@ -641,7 +641,7 @@ static void pool_stats(weft_executor *ex, weft_executor_stats *st) {
   int busy = 0;
   for (int i = 0; i < p->n; i++) busy += atomic_load_explicit(&p->w[i].busy, memory_order_relaxed);
   /* outstanding counts queued and running jobs; running ones are busy. */
-  size_t out = atomic_load_explicit(&ex->outstanding, memory_order_relaxed);
+  size_t out = weft__executor_outstanding(ex);
   st->size = p->n;
   st->busy = busy;
   st->queued = out > (size_t)busy ? out - (size_t)busy : 0;
