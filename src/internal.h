@@ -120,6 +120,8 @@ struct weft__job {
 void weft__job_run(weft__job *job);
 /* Completes every item of the job as cancelled without running it. */
 void weft__job_cancel(weft__job *job);
+/* The same with another reason (e.g. WEFT_EAGAIN: no thread could be had). */
+void weft__job_abort(weft__job *job, int code);
 
 /* ---- executors (exec/executor.c) and their backends (exec/<name>.c).
  *

@@ -164,7 +164,7 @@ int weft_executor_submit(weft_executor *ex, weft_fn fn, const void *in, size_t i
 /* ---- running a submit job (batch jobs are run by exec/map.c) ---- */
 
 void weft__batch_run(weft__job *job);
-void weft__batch_cancel(weft__job *job);
+void weft__batch_abort(weft__job *job, int code);
 
 void weft__job_run(weft__job *job) {
   if (job->batch) {
@@ -204,22 +204,24 @@ void weft__job_run(weft__job *job) {
   weft__executor_job_done(ex);
 }
 
-void weft__job_cancel(weft__job *job) {
+void weft__job_abort(weft__job *job, int code) {
   if (job->batch) {
-    weft__batch_cancel(job);
+    weft__batch_abort(job, code);
     return;
   }
   weft_future *f = job->fut;
   weft_executor *ex = job->ex;
   if (job->detached) {
     weft__future_free_detached(f);
-    weft__executor_job_done(ex);
-    return;
+  } else {
+    /* EBUSY if the user cancelled it already: it is complete either way. */
+    weft__future_complete(f, code, NULL, 0, NULL);
+    weft_future_release(f);
   }
-  weft_future_cancel(f);
-  weft_future_release(f);
   weft__executor_job_done(ex);
 }
+
+void weft__job_cancel(weft__job *job) { weft__job_abort(job, WEFT_ECANCELED); }
 
 /* ---- shutdown, destroy, stats ---- */
 

@@ -116,11 +116,16 @@ static void rec_finish(rec *r) {
   if (ex) weft__executor_job_done(ex);
 }
 
-static void run_items(rec *r, bool cancel_all) {
+/* Runs the record's items; abort < 0 fails them all with that code instead. */
+static void run_items(rec *r, int abort) {
   batch *b = r->b;
   for (size_t j = 0; j < r->count; j++) {
     slot *s = &r->slots[j];
-    if (cancel_all || atomic_load_explicit(&b->cancel, memory_order_relaxed)) {
+    if (abort < 0) {
+      s->err = abort;
+      continue;
+    }
+    if (atomic_load_explicit(&b->cancel, memory_order_relaxed)) {
       s->err = WEFT_ECANCELED;
       continue;
     }
@@ -153,13 +158,13 @@ static void run_items(rec *r, bool cancel_all) {
 
 void weft__batch_run(weft__job *job) {
   rec *r = (rec *)job;
-  run_items(r, false);
+  run_items(r, 0);
   rec_finish(r);
 }
 
-void weft__batch_cancel(weft__job *job) {
+void weft__batch_abort(weft__job *job, int code) {
   rec *r = (rec *)job;
-  run_items(r, true);
+  run_items(r, code);
   rec_finish(r);
 }
 

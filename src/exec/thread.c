@@ -9,7 +9,9 @@
  * Finished threads put themselves on a `done` list; submit and destroy join
  * them, so handles never pile up. Destroy waits until no thread is alive
  * (`live` == 0, signalled on exit_cv) before joining the rest and freeing.
- * One lock (mu) guards everything here; it is never held while a job runs.
+ * One lock (mu) guards everything here; it is never held while a job runs
+ * or while a thread is being created. A thread is counted in `live` before
+ * pthread_create (a reservation), so the cap holds without the lock.
  */
 #include "internal.h"
 
@@ -34,8 +36,10 @@ struct thread_impl {
 
 static void *thread_main(void *arg);
 
-/* Starts a thread for job; mu held. 0 or WEFT_EAGAIN/WEFT_ENOMEM. */
-static int spawn_locked(thread_impl *im, weft__job *job) {
+/* Starts a thread for job. The caller has already counted it in `live`;
+ * pthread_create runs outside the lock (it is slow, and an exiting thread
+ * must be able to take the lock to be joined). 0, WEFT_EAGAIN, WEFT_ENOMEM. */
+static int start_thread(thread_impl *im, weft__job *job) {
   th_node *n = weft__malloc(sizeof *n);
   if (!n) return WEFT_ENOMEM;
   n->job = job;
@@ -46,8 +50,22 @@ static int spawn_locked(thread_impl *im, weft__job *job) {
     weft__free(n);
     return rc == ENOMEM ? WEFT_ENOMEM : WEFT_EAGAIN;
   }
-  im->live++;
   return 0;
+}
+
+/* Gives back a reservation in `live`; mu held. */
+static void unreserve_locked(thread_impl *im) {
+  if (--im->live == 0) pthread_cond_broadcast(&im->exit_cv);
+}
+
+static weft__job *pop_locked(thread_impl *im) {
+  weft__job *job = im->qhead;
+  if (job) {
+    im->qhead = job->next;
+    if (!im->qhead) im->qtail = NULL;
+    im->queued--;
+  }
+  return job;
 }
 
 static void join_list(th_node *n) {
@@ -66,21 +84,21 @@ static void *thread_main(void *arg) {
   for (;;) {
     weft__job_run(job);
     pthread_mutex_lock(&im->mu);
-    job = im->qhead;
-    if (job) {
-      im->qhead = job->next;
-      if (!im->qhead) im->qtail = NULL;
-      im->queued--;
-      /* Hand the next job to a fresh thread; if the system refuses one,
-       * run it here rather than lose it. */
-      if (spawn_locked(im, job) != 0) {
-        pthread_mutex_unlock(&im->mu);
-        continue;
-      }
+    job = pop_locked(im);
+    if (job) im->live++; /* reserved for the job's own new thread */
+    pthread_mutex_unlock(&im->mu);
+    /* Hand the next job to a fresh thread; if the system refuses one, run
+     * it here rather than lose it. */
+    if (job && start_thread(im, job) != 0) {
+      pthread_mutex_lock(&im->mu);
+      unreserve_locked(im);
+      pthread_mutex_unlock(&im->mu);
+      continue;
     }
+    pthread_mutex_lock(&im->mu);
     self->next = im->done;
     im->done = self;
-    if (--im->live == 0) pthread_cond_broadcast(&im->exit_cv);
+    unreserve_locked(im);
     pthread_mutex_unlock(&im->mu);
     return NULL;
   }
@@ -107,18 +125,38 @@ static int thread_submit(weft_executor *ex, weft__job *job) {
   pthread_mutex_lock(&im->mu);
   th_node *reap = im->done;
   im->done = NULL;
-  int rc = 0;
-  if (ex->workers > 0 && im->live >= ex->workers) {
+  bool queue = ex->workers > 0 && im->live >= ex->workers;
+  if (queue) {
     job->next = NULL;
     if (im->qtail) im->qtail->next = job;
     else im->qhead = job;
     im->qtail = job;
     im->queued++;
   } else {
-    rc = spawn_locked(im, job);
+    im->live++;
   }
   pthread_mutex_unlock(&im->mu);
   join_list(reap);
+  if (queue) return 0;
+  int rc = start_thread(im, job);
+  if (rc) {
+    /* Jobs queued behind our reservation would wait for a thread that will
+     * never exist: if no thread is left to take them, they fail too. */
+    pthread_mutex_lock(&im->mu);
+    unreserve_locked(im);
+    weft__job *orphans = NULL;
+    if (im->live == 0) {
+      orphans = im->qhead;
+      im->qhead = im->qtail = NULL;
+      im->queued = 0;
+    }
+    pthread_mutex_unlock(&im->mu);
+    while (orphans) {
+      weft__job *next = orphans->next;
+      weft__job_abort(orphans, rc);
+      orphans = next;
+    }
+  }
   return rc;
 }
 
