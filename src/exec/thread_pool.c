@@ -56,7 +56,7 @@
  *
  * Shutdown. FINISH changes nothing here: workers run until the queues are
  * empty and the generic layer waits until nothing is outstanding. CANCEL sets
- * `cancelling` (a worker cancels instead of running any job it takes from
+ * ex->cancelling (a worker cancels instead of running any job it takes from
  * then on), then empties the injector and steals every deque dry, cancelling
  * each job. Destroy sets `stop`, wakes everyone and joins.
  */
@@ -111,7 +111,6 @@ struct pool {
   _Alignas(WEFT__CACHELINE) atomic_int nsearching;
   /* Read on every submit, written only when a worker parks or unparks. */
   _Alignas(WEFT__CACHELINE) atomic_int nidle; /* == idle_n, readable unlocked */
-  atomic_bool cancelling;                     /* a CANCEL shutdown began */
   atomic_bool stop;                           /* destroy: workers exit */
   pthread_mutex_t sleep_mu;                   /* guards idle, idle_n, w->cv/idle_pos/notified */
   int idle_n;
@@ -425,7 +424,7 @@ static void run_job(struct pool *p, struct worker *w, weft__job *j) {
   atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
   /* relaxed: no data travels with the flag. A job taken before the flag
    * shows was taken before the shutdown, and runs. */
-  if (WEFT__UNLIKELY(atomic_load_explicit(&p->cancelling, memory_order_relaxed)))
+  if (WEFT__UNLIKELY(atomic_load_explicit(&p->ex->cancelling, memory_order_relaxed)))
     weft__job_cancel(j);
   else
     weft__job_run(j);
@@ -520,7 +519,6 @@ static int pool_init(weft_executor *ex) {
   atomic_init(&p->inj, NULL);
   atomic_init(&p->nsearching, 0);
   atomic_init(&p->nidle, 0);
-  atomic_init(&p->cancelling, false);
   atomic_init(&p->stop, false);
   int rc = pthread_mutex_init(&p->sleep_mu, NULL);
   if (rc) {
@@ -600,10 +598,9 @@ static int pool_submit(weft_executor *ex, weft__job *job) {
 static int pool_shutdown(weft_executor *ex, int flags, int64_t deadline) {
   struct pool *p = ex->impl;
   if (flags & WEFT_SHUTDOWN_CANCEL) {
-    /* From here on, workers cancel whatever they take: that covers jobs a
-     * worker holds between taking the injector and pushing onto its deque,
-     * and submits that raced with close. */
-    atomic_store_explicit(&p->cancelling, true, memory_order_seq_cst);
+    /* The generic layer has set ex->cancelling: from here on, workers cancel
+     * whatever they take. That covers jobs a worker holds between taking the
+     * injector and pushing onto its deque, and submits that raced with close. */
     weft__job *j = atomic_exchange_explicit(&p->inj, NULL, memory_order_acquire);
     weft__job *fifo = NULL; /* cancel in submission order: reverse the list */
     while (j) {
