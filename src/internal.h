@@ -123,14 +123,38 @@ void weft__job_cancel(weft__job *job);
 /* The same with another reason (e.g. WEFT_EAGAIN: no thread could be had). */
 void weft__job_abort(weft__job *job, int code);
 
+/* For backends that run the items elsewhere (another process, another
+ * machine), in place of weft__job_run:
+ *   if (!weft__job_start(job)) -> the job was cancelled before it started:
+ *       call weft__job_cancel(job) and do not send it;
+ *   otherwise send it, then for every item i in [0, count):
+ *       weft__job_deliver(job, i, code, data, size, msg)   (any order, once each)
+ *   and finally weft__job_finish(job) (the job is gone after it).
+ * deliver takes ownership of data and msg (weft__malloc'd, or NULL); code < 0
+ * fails the item (WEFT_ECANCELED cancels it), and then data is freed.
+ * weft__job_cancel_requested tells a backend that running work should be
+ * stopped (the future was cancelled while running, or a cancelling shutdown
+ * began); it may then kill the work and deliver WEFT_ECANCELED. */
+bool weft__job_start(weft__job *job);
+void weft__job_deliver(weft__job *job, size_t i, int code, void *data, size_t size, char *msg);
+void weft__job_finish(weft__job *job);
+bool weft__job_cancel_requested(const weft__job *job);
+
 /* ---- executors (exec/executor.c) and their backends (exec/<name>.c).
  *
  * A backend is one file that defines one `const weft__backend` and is named
  * once in the table in exec/executor.c. The generic layer checks arguments,
  * keeps the counters and the shutdown flag, and builds jobs; the backend
  * queues and runs them. */
+typedef enum weft__sizing {
+  WEFT__SIZE_CPU,       /* workers default to weft_cpu_count() */
+  WEFT__SIZE_UNLIMITED, /* workers = a cap on concurrency, 0 (default) = none */
+  WEFT__SIZE_ONE,       /* always one (inline) */
+} weft__sizing;
+
 typedef struct weft__backend {
   const char *name;
+  weft__sizing sizing;
   /* Sets up ex->impl. ex->workers/chunksize/max_inflight hold the resolved
    * options. Returns 0 or a WEFT_E* code (then nothing is left behind). */
   int (*init)(weft_executor *ex);

@@ -29,9 +29,18 @@ static const weft__backend *const backends[] = {
     NULL,
 };
 
-static const char *const kind_names[] = {"inline", "thread", "thread_pool", NULL};
+#define NBACKENDS (sizeof backends / sizeof backends[0] - 1)
+static const char *kind_names[NBACKENDS + 1];
+static pthread_once_t kind_names_once = PTHREAD_ONCE_INIT;
 
-const char *const *weft_executor_kinds(void) { return kind_names; }
+static void kind_names_init(void) {
+  for (size_t i = 0; i < NBACKENDS; i++) kind_names[i] = backends[i]->name;
+}
+
+const char *const *weft_executor_kinds(void) {
+  pthread_once(&kind_names_once, kind_names_init);
+  return kind_names;
+}
 
 int weft_executor_create(weft_executor **out, const char *kind, const weft_executor_opts *opts) {
   if (!out) return WEFT_EINVAL;
@@ -48,12 +57,11 @@ int weft_executor_create(weft_executor **out, const char *kind, const weft_execu
   weft_executor *ex = weft__calloc(1, sizeof *ex);
   if (!ex) return WEFT_ENOMEM;
   ex->be = be;
-  if (be == &weft__backend_thread_pool)
-    ex->workers = o.workers ? o.workers : weft_cpu_count();
-  else if (be == &weft__backend_inline)
-    ex->workers = 1;
-  else
-    ex->workers = o.workers; /* thread: 0 = no limit */
+  switch (be->sizing) {
+  case WEFT__SIZE_CPU: ex->workers = o.workers ? o.workers : weft_cpu_count(); break;
+  case WEFT__SIZE_UNLIMITED: ex->workers = o.workers; break; /* 0 = no limit */
+  case WEFT__SIZE_ONE: ex->workers = 1; break;
+  }
   ex->chunksize = o.chunksize;
   ex->max_inflight = o.max_inflight;
   atomic_init(&ex->closed, false);
@@ -222,6 +230,51 @@ void weft__job_abort(weft__job *job, int code) {
 }
 
 void weft__job_cancel(weft__job *job) { weft__job_abort(job, WEFT_ECANCELED); }
+
+/* ---- remote execution: start, deliver, finish (see internal.h) ---- */
+
+bool weft__batch_start(weft__job *job);
+void weft__batch_deliver(weft__job *job, size_t i, int code, void *data, size_t size, char *msg);
+void weft__batch_finish(weft__job *job);
+bool weft__batch_cancel_requested(const weft__job *job);
+
+bool weft__job_start(weft__job *job) {
+  if (job->batch) return weft__batch_start(job);
+  return job->detached || weft__future_start(job->fut);
+}
+
+void weft__job_deliver(weft__job *job, size_t i, int code, void *data, size_t size, char *msg) {
+  if (job->batch) {
+    weft__batch_deliver(job, i, code, data, size, msg);
+    return;
+  }
+  WEFT__ASSERT(i == 0);
+  if (job->detached) {
+    weft__free(data);
+    weft__free(msg);
+    return;
+  }
+  weft__future_complete_running(job->fut, code, code < 0 ? NULL : data, code < 0 ? 0 : size, msg);
+  if (code < 0) weft__free(data);
+}
+
+void weft__job_finish(weft__job *job) {
+  if (job->batch) {
+    weft__batch_finish(job);
+    return;
+  }
+  weft_future *f = job->fut;
+  weft_executor *ex = job->ex;
+  if (job->detached) weft__future_free_detached(f);
+  else weft_future_release(f);
+  weft__executor_job_done(ex);
+}
+
+bool weft__job_cancel_requested(const weft__job *job) {
+  if (atomic_load_explicit(&job->ex->cancelling, memory_order_relaxed)) return true;
+  if (job->batch) return weft__batch_cancel_requested(job);
+  return !job->detached && weft__future_cancel_requested(job->fut);
+}
 
 /* ---- shutdown, destroy, stats ---- */
 

@@ -39,6 +39,7 @@ static void inline_stats(weft_executor *ex, weft_executor_stats *st) {
 
 const weft__backend weft__backend_inline = {
     .name = "inline",
+    .sizing = WEFT__SIZE_ONE,
     .init = inline_init,
     .submit = inline_submit,
     .shutdown = inline_shutdown,

@@ -168,6 +168,53 @@ void weft__batch_abort(weft__job *job, int code) {
   rec_finish(r);
 }
 
+/* ---- remote execution (see weft__job_start in internal.h) ---- */
+
+bool weft__batch_start(weft__job *job) {
+  rec *r = (rec *)job;
+  return !atomic_load_explicit(&r->b->cancel, memory_order_relaxed);
+}
+
+bool weft__batch_cancel_requested(const weft__job *job) {
+  const rec *r = (const rec *)job;
+  return atomic_load_explicit(&r->b->cancel, memory_order_relaxed);
+}
+
+void weft__batch_deliver(weft__job *job, size_t i, int code, void *data, size_t size, char *msg) {
+  rec *r = (rec *)job;
+  batch *b = r->b;
+  WEFT__ASSERT(i < r->count);
+  slot *s = &r->slots[i];
+  if (code >= 0 && b->fixed) {
+    /* a map: the result goes into the item's slab slot */
+    if (size > b->result_size) {
+      code = WEFT_ETOOBIG;
+    } else {
+      unsigned char *dst = b->slab + (r->id * b->chunk + i) * b->result_size;
+      if (size) memcpy(dst, data, size);
+      weft__free(data);
+      data = dst;
+    }
+  } else if (code >= 0 && size <= sizeof s->inl) {
+    if (size) memcpy(s->inl, data, size);
+    weft__free(data);
+    data = size ? s->inl : NULL;
+  }
+  if (code < 0) {
+    weft__free(data);
+    s->err = code;
+    s->data = NULL;
+    s->size = 0;
+  } else {
+    s->err = 0;
+    s->data = data;
+    s->size = size;
+  }
+  s->msg = msg;
+}
+
+void weft__batch_finish(weft__job *job) { rec_finish((rec *)job); }
+
 static size_t auto_chunk(size_t n, int workers) {
   size_t c = n / (8 * (size_t)workers);
   if (c < 1) c = 1;

@@ -77,30 +77,54 @@ static void join_list(th_node *n) {
   }
 }
 
+/* Removes n from the done list if it is still there; mu held. */
+static bool unlist_locked(thread_impl *im, th_node *n) {
+  for (th_node **pp = &im->done; *pp; pp = &(*pp)->next) {
+    if (*pp == n) {
+      *pp = n->next;
+      return true;
+    }
+  }
+  return false;
+}
+
+/*
+ * Invariant: every thread counted in `live` either will still look at the
+ * queue under mu before it stops counting, or has handed its slot to a new
+ * thread that will. So a job queued because the cap was reached always has
+ * a thread to take it. A finishing thread therefore either finds the queue
+ * empty and leaves `live` in the same critical section, or hands its slot to
+ * the next job's new thread and, once that thread exists, never touches the
+ * executor again (destroy may free it as soon as the new thread is done).
+ */
 static void *thread_main(void *arg) {
   th_node *self = arg;
   thread_impl *im = self->im;
   weft__job *job = self->job;
+  bool listed = false; /* self is on (or was taken from) the done list */
   for (;;) {
     weft__job_run(job);
     pthread_mutex_lock(&im->mu);
     job = pop_locked(im);
-    if (job) im->live++; /* reserved for the job's own new thread */
-    pthread_mutex_unlock(&im->mu);
-    /* Hand the next job to a fresh thread; if the system refuses one, run
-     * it here rather than lose it. */
-    if (job && start_thread(im, job) != 0) {
-      pthread_mutex_lock(&im->mu);
+    if (!listed) {
+      self->next = im->done;
+      im->done = self;
+      listed = true;
+    }
+    if (!job) {
       unreserve_locked(im);
       pthread_mutex_unlock(&im->mu);
-      continue;
+      return NULL;
     }
-    pthread_mutex_lock(&im->mu);
-    self->next = im->done;
-    im->done = self;
-    unreserve_locked(im);
     pthread_mutex_unlock(&im->mu);
-    return NULL;
+    /* Our slot in `live` now belongs to the job's thread. */
+    if (start_thread(im, job) == 0) return NULL;
+    /* The system refused a thread: run the job here rather than lose it.
+     * We still hold the slot, so `im` is alive. If a reaper already took our
+     * handle, it will join us when we are done (a rare, slow path). */
+    pthread_mutex_lock(&im->mu);
+    if (unlist_locked(im, self)) listed = false;
+    pthread_mutex_unlock(&im->mu);
   }
 }
 
@@ -201,6 +225,7 @@ static void thread_stats(weft_executor *ex, weft_executor_stats *st) {
 
 const weft__backend weft__backend_thread = {
     .name = "thread",
+    .sizing = WEFT__SIZE_UNLIMITED,
     .init = thread_init,
     .submit = thread_submit,
     .shutdown = thread_shutdown,

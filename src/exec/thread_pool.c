@@ -646,6 +646,7 @@ static void pool_stats(weft_executor *ex, weft_executor_stats *st) {
 
 const weft__backend weft__backend_thread_pool = {
     .name = "thread_pool",
+    .sizing = WEFT__SIZE_CPU,
     .init = pool_init,
     .submit = pool_submit,
     .shutdown = pool_shutdown,
