@@ -625,6 +625,8 @@ TEST(event_set_wakes_all) {
 /* A set at once followed by a clear still releases whoever was waiting.
  * Whether the waiters get back in before the clear is up to the scheduler, so
  * the pulse is repeated to make the race (and a missed pulse) likely. */
+size_t weft__event_waiters(weft_event *ev); /* src/sync/event.c */
+
 TEST(event_set_then_clear_releases_waiters) {
   weft_event *ev;
   ASSERT_OK(weft_event_create(&ev));
@@ -636,7 +638,14 @@ TEST(event_set_then_clear_releases_waiters) {
       c[i].rc = 1;
       start(&c[i], do_event_wait);
     }
-    for (int i = 0; i < NWAITERS; i++) wait_asleep(&c[i].tid);
+    /* Every waiter must really be waiting on the event (not merely asleep
+     * on its mutex before reading the generation), or the pulse could pass
+     * before it starts. Bounded poll of the event's own count. */
+    int64_t until = weft_deadline_in(10000);
+    while (weft__event_waiters(ev) < NWAITERS) {
+      if (weft_now() > until) WT_FAIL("waiters never blocked: %zu", weft__event_waiters(ev));
+      sched_yield();
+    }
     ASSERT_OK(weft_event_set(ev));
     ASSERT_OK(weft_event_clear(ev));
     for (int i = 0; i < NWAITERS; i++) {

@@ -435,7 +435,7 @@ static void sleep_ms(long ms) {
   }
 }
 
-TEST(idle_pool_does_not_spin) /* labels: novalgrind */ {
+TEST(idle_pool_does_not_spin) /* labels: novalgrind notsan */ {
   weft_executor *ex = pool_new(weft_cpu_count() < 2 ? 2 : weft_cpu_count());
   /* Wake every worker up, then let them go idle. */
   weft_future *f[64];

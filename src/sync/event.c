@@ -102,3 +102,12 @@ void weft_event_destroy(weft_event *ev) {
   pthread_mutex_destroy(&ev->mu);
   weft__free(ev);
 }
+
+/* For tests: threads asleep in weft_event_wait now (under the lock, so a
+ * thread counted here has read the generation it waits to see change). */
+size_t weft__event_waiters(weft_event *ev) {
+  pthread_mutex_lock(&ev->mu);
+  size_t n = ev->waiters;
+  pthread_mutex_unlock(&ev->mu);
+  return n;
+}
