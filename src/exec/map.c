@@ -88,10 +88,8 @@ static void slot_clear(batch *b, slot *s) {
   s->err = 0;
 }
 
-static void batch_free(batch *b) {
-  for (size_t i = 0; i < b->nrec * b->chunk; i++) slot_clear(b, &b->slot_mem[i]);
-  pthread_cond_destroy(&b->cv);
-  pthread_mutex_destroy(&b->mu);
+/* Frees the batch's memory (not its mutex and condition variable). */
+static void batch_free_mem(batch *b) {
   weft__free(b->slab);
   weft__free(b->recs);
   weft__free(b->slot_mem);
@@ -99,6 +97,13 @@ static void batch_free(batch *b) {
   weft__free(b->subq);
   weft__free(b->doneq);
   weft__free(b);
+}
+
+static void batch_free(batch *b) {
+  for (size_t i = 0; i < b->nrec * b->chunk; i++) slot_clear(b, &b->slot_mem[i]);
+  pthread_cond_destroy(&b->cv);
+  pthread_mutex_destroy(&b->mu);
+  batch_free_mem(b);
 }
 
 /* Marks a record complete; the last job of a detached batch frees it. */
@@ -270,13 +275,7 @@ static int batch_new(batch **out, weft_executor *ex, weft_fn fn, const void *ite
     ok = false;
   }
   if (!ok) {
-    weft__free(b->slab);
-    weft__free(b->recs);
-    weft__free(b->slot_mem);
-    weft__free(b->free_ids);
-    weft__free(b->subq);
-    weft__free(b->doneq);
-    weft__free(b);
+    batch_free_mem(b);
     return WEFT_ENOMEM;
   }
   for (size_t i = 0; i < nrec; i++) {
