@@ -321,7 +321,9 @@ typedef struct weft_executor weft_executor;
 typedef struct weft_executor_opts {
   /* Workers. thread_pool: default weft_cpu_count() (CPU-bound work); pass
    * weft_io_workers() for IO-bound work. thread: at most this many task
-   * threads alive at once (default: no limit). inline: ignored. */
+   * threads alive at once (default: no limit). process_pool: worker
+   * processes, default weft_cpu_count(). process: at most this many task
+   * processes alive at once (default: no limit). inline: ignored. */
   int workers;
   /* map/imap: items per trip to a worker. 0 = automatic: n / (8 x workers),
    * clamped to [1, 256]. 1 gives the finest load balance. */
@@ -329,16 +331,39 @@ typedef struct weft_executor_opts {
   /* map/imap: at most this many items submitted and not yet consumed
    * (back-pressure). 0 = default: max(1024, 4 x chunksize x workers). */
   size_t max_inflight;
+  /* The rest is for the process executors ("process", "process_pool");
+   * the others ignore it. */
+  /* Per task (per item of a map): a task running longer has its worker
+   * killed (SIGTERM, SIGKILL 100 ms later) and replaced, and fails with
+   * WEFT_ETIMEDOUT. 0 = no limit. */
+  int64_t task_timeout_ms;
+  /* Largest input item and result, in bytes: a larger input is refused at
+   * submit (WEFT_ETOOBIG), a larger result fails its task (WEFT_ETOOBIG).
+   * 0 = 1 GiB. */
+  size_t max_payload;
+  /* A registered function (see weft_register) each worker runs once,
+   * before its first task, with init_arg (init_arg_size bytes, copied at
+   * create). If it fails, every task of that worker fails with its code and
+   * a message naming it. NULL = none. */
+  weft_fn initializer;
+  const void *init_arg;
+  size_t init_arg_size;
+  /* A worker is replaced after this many tasks (checked when a map chunk
+   * ends). 0 = never. */
+  int max_tasks_per_worker;
 } weft_executor_opts;
 
 /* The default size of a pool for IO-bound work: min(32, weft_cpu_count() + 4). */
 int weft_io_workers(void);
 
 /*
- * Creates an executor of the named kind: "inline", "thread" or "thread_pool"
- * (weft_executor_kinds lists them). `opts` may be NULL. Returns 0,
- * WEFT_EINVAL (out or kind NULL, negative workers), WEFT_ENOENT (unknown
- * kind), WEFT_ENOMEM, WEFT_EAGAIN (the system refused a thread).
+ * Creates an executor of the named kind: "inline", "thread", "thread_pool",
+ * "process" or "process_pool" (weft_executor_kinds lists them). `opts` may be NULL. Returns 0,
+ * WEFT_EINVAL (out or kind NULL, negative workers; process executors:
+ * negative task_timeout_ms or max_tasks_per_worker, init_arg NULL with a
+ * size), WEFT_ENOENT (unknown kind; an initializer that is not registered),
+ * WEFT_ETOOBIG (init_arg above max_payload), WEFT_ENOMEM, WEFT_EAGAIN (the
+ * system refused a thread, or a process).
  */
 int weft_executor_create(weft_executor **out, const char *kind,
                          const weft_executor_opts *opts);
@@ -353,7 +378,9 @@ const char *const *weft_executor_kinds(void);
  * The inline executor runs the task here, before returning.
  * Returns 0; WEFT_EINVAL (ex or fn NULL, in NULL with in_size > 0);
  * WEFT_ESHUTDOWN (after shutdown began; the task does not run);
- * WEFT_ENOMEM; WEFT_EAGAIN (thread executor: the system refused a thread).
+ * WEFT_ENOMEM; WEFT_EAGAIN (thread executor: the system refused a thread);
+ * WEFT_ENOENT (process executors: fn is not registered, see weft_register);
+ * WEFT_ETOOBIG (process executors: in_size above 1 GiB).
  * On error *fut is set to NULL and nothing was queued.
  */
 int weft_executor_submit(weft_executor *ex, weft_fn fn, const void *in, size_t in_size,
@@ -436,7 +463,7 @@ void weft_executor_destroy(weft_executor *ex);
 
 /* A snapshot of an executor's load. */
 typedef struct weft_executor_stats {
-  const char *name;   /* kind: "inline", "thread", "thread_pool" */
+  const char *name;   /* kind: "inline", "thread", "thread_pool", ... */
   int size;           /* workers (thread: task threads alive now) */
   int busy;           /* workers running a task now */
   size_t queued;      /* tasks (chunks) waiting for a worker */
@@ -449,6 +476,86 @@ int weft_executor_stats_get(weft_executor *ex, weft_executor_stats *st);
 
 /* The kind's name, e.g. "thread_pool" (static storage; "?" if ex is NULL). */
 const char *weft_executor_name(const weft_executor *ex);
+
+/* ------------------------------------------------------------------------ */
+/* Processes: the function registry, "process" and "process_pool"          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Executors "process" (a new process per task, or per map chunk) and
+ * "process_pool" (pre-started worker processes; default size
+ * weft_cpu_count()) run tasks in other address spaces, behind the same API as
+ * the thread executors: switching a program from "thread_pool" to
+ * "process_pool" is a one-line change, provided its task functions are
+ * registered (below). Inputs and results are copied as bytes; a result
+ * handed to weft_out_set in the worker comes back byte for byte. Inputs are
+ * copied when a task is sent to a worker, not at submit, so (as with every
+ * executor) the caller keeps them alive until the task has completed. A
+ * trip (one task, or one map chunk) of 64 KiB or more, and a result of
+ * 64 KiB or more, travels through shared memory (an anonymous memfd per
+ * worker and direction, mapped by both sides and reused from task to task);
+ * smaller ones through the worker's socket. Results in a worker go through
+ * weft_out as usual; weft_out_cancelled is always 0 there (running work is
+ * stopped by killing its worker, below).
+ *
+ * Outcomes. A task's own error (weft_out_fail) comes back with its code and
+ * message. A worker that dies while running a task (a signal, abort(), exit)
+ * fails that task alone with WEFT_ECRASHED and a message naming the cause,
+ * e.g. "worker 1234 killed by signal 11 (Segmentation fault)" or "worker 1234
+ * exited with status 3"; the pool starts a replacement worker and every
+ * other task (including the rest of the crashed task's map chunk) still
+ * runs. A task cancelled while it runs (weft_future_cancel, or a shutdown
+ * with WEFT_SHUTDOWN_CANCEL) has its worker killed (SIGTERM, then SIGKILL
+ * after 100 ms) and replaced, and fails with WEFT_ECANCELED.
+ *
+ * Fork safety. Workers are forked by a small single-threaded fork server,
+ * forked once per program by weft_process_init or, failing that, by the
+ * first process executor created. A program that already runs threads when
+ * the fork server is forked risks the server inheriting a lock held by one
+ * of them (glibc's own malloc locks are safe): call weft_process_init() at
+ * the start of main, before starting any thread. Workers see the function
+ * registry as it was at that moment: register functions (WEFT_REGISTER does
+ * so at program load) before it. The server and the workers die with the
+ * program (PR_SET_PDEATHSIG) and hold none of the program's other file
+ * descriptors. Destroying a process executor kills and reaps its workers.
+ */
+
+/* The longest name a function can be registered under, in bytes. */
+#define WEFT_REGISTRY_NAME_MAX 63
+
+/*
+ * Registers fn under `name` (copied), so that process workers can find it.
+ * Any thread, any time; registering the same pair again is harmless, and one
+ * fn may have several names (weft_registry_name gives the first).
+ * Returns 0; WEFT_EINVAL (name or fn NULL, name empty or longer than
+ * WEFT_REGISTRY_NAME_MAX bytes); WEFT_EBUSY (the name belongs to another
+ * function); WEFT_ENOMEM (the table of 1024 names is full).
+ */
+int weft_register(const char *name, weft_fn fn);
+
+/* The function registered under `name`, or NULL. Any thread; does not block
+ * beyond a short internal lock. */
+weft_fn weft_registry_find(const char *name);
+
+/* The (first) name fn is registered under, or NULL. The string is static
+ * storage, valid for the life of the program. Any thread. */
+const char *weft_registry_name(weft_fn fn);
+
+/* Registers fn under its own name when the program (or library) is loaded,
+ * before main: `WEFT_REGISTER(my_task);` at file scope after its definition. */
+#define WEFT_REGISTER(fn)                                                      \
+  __attribute__((constructor)) static void weft__register_##fn(void) {         \
+    (void)weft_register(#fn, fn);                                              \
+  }
+
+/*
+ * Starts the fork server that forks process workers, if it is not running.
+ * Call it at the start of main, before any thread starts (see "Fork safety"
+ * above); otherwise the first process executor created starts it. Any
+ * thread; blocks for one fork(). Returns 0 (also when already running),
+ * WEFT_EAGAIN (fork refused) or WEFT_ENOMEM.
+ */
+int weft_process_init(void);
 
 /* ------------------------------------------------------------------------ */
 /* Sync: channel, event, semaphore                                          */

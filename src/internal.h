@@ -180,6 +180,7 @@ struct weft_executor {
   int workers;              /* resolved: >= 1 (thread: 0 = unlimited) */
   size_t chunksize;         /* 0 = automatic per map */
   size_t max_inflight;      /* 0 = automatic per map */
+  weft_executor_opts opts;  /* as given to create (backend-specific fields) */
   atomic_bool closed;       /* set once by shutdown; submit refuses after */
   atomic_bool cancelling;   /* a cancelling shutdown began: running tasks see it */
   /* Wakes shutdown when nothing is outstanding after close. */
@@ -209,6 +210,13 @@ int weft__executor_submit_job(weft_executor *ex, weft__job *job);
 extern const weft__backend weft__backend_inline;
 extern const weft__backend weft__backend_thread;
 extern const weft__backend weft__backend_thread_pool;
+extern const weft__backend weft__backend_process;
+extern const weft__backend weft__backend_process_pool;
+
+/* ---- the function registry (core/registry.c): held across the fork of
+ * the process fork server (exec/proc_zygote.c). */
+void weft__registry_lock(void);
+void weft__registry_unlock(void);
 
 /* ---- the task output handle (core/out.c). Stack-allocated by job_run. */
 struct weft_out {

@@ -62,7 +62,12 @@ TEST(kinds_and_bad_arguments) {
   const char *const *k = weft_executor_kinds();
   int n = 0;
   while (k[n]) n++;
-  ASSERT_EQ(n, NKINDS);
+  /* the in-process kinds (run by every test here), then the process ones
+   * (tests/test_process.c: their task functions must be registered) */
+  ASSERT_EQ(n, NKINDS + 2);
+  for (int i = 0; i < NKINDS; i++) ASSERT_STREQ(k[i], KINDS[i]);
+  ASSERT_STREQ(k[NKINDS], "process");
+  ASSERT_STREQ(k[NKINDS + 1], "process_pool");
   weft_executor *ex = (weft_executor *)1;
   ASSERT_RC(weft_executor_create(NULL, "inline", NULL), WEFT_EINVAL);
   ASSERT_RC(weft_executor_create(&ex, NULL, NULL), WEFT_EINVAL);

@@ -26,6 +26,8 @@ static const weft__backend *const backends[] = {
     &weft__backend_inline,
     &weft__backend_thread,
     &weft__backend_thread_pool,
+    &weft__backend_process,
+    &weft__backend_process_pool,
     NULL,
 };
 
@@ -64,6 +66,7 @@ int weft_executor_create(weft_executor **out, const char *kind, const weft_execu
   }
   ex->chunksize = o.chunksize;
   ex->max_inflight = o.max_inflight;
+  ex->opts = o;
   atomic_init(&ex->closed, false);
   atomic_init(&ex->cancelling, false);
   atomic_init(&ex->submitted, 0);

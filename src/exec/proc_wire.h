@@ -1,0 +1,112 @@
+/*
+ * proc_wire.h — what the process backends (exec/process.c) and the fork
+ * server with its workers (exec/proc_zygote.c) say to each other.
+ *
+ * Session socket (SOCK_SEQPACKET, one per executor, parent <-> fork server):
+ * fixed-size zmsg records. The parent asks SPAWN (arg = its slot number),
+ * KILL (pid, arg = signal) and KILLALL; the server answers SPAWNED (pid, or
+ * -errno, arg echoed; the worker's socket rides along with SCM_RIGHTS),
+ * EXIT (pid, arg = waitpid status) for every worker of the session that it
+ * reaped, and BYE once a KILLALL has left no worker alive.
+ *
+ * Worker socket (SOCK_STREAM, parent <-> one worker): the parent sends a
+ * job as a req header, the function's name and count x item_size bytes of
+ * items; the worker answers each item in order with a rsp header, the
+ * failure message and the result bytes. Native byte order: same machine.
+ *
+ * Large payloads (SHM_MIN bytes or more) skip the socket: the items of a
+ * job go in the slot's input region, a memfd the parent creates, maps and
+ * reuses for every job of that worker (a new, larger one when needed: its
+ * fd rides on the req with SCM_RIGHTS, shm_size > 0); a large result goes
+ * in the worker's output region, a memfd the worker creates and reuses the
+ * same way (fd on the rsp). The parent copies a result out, then sends one
+ * ack byte; the worker reads it before it writes that region again or reads
+ * its next req. Regions are reused so their pages are faulted in once.
+ */
+#ifndef WEFT_PROC_WIRE_H
+#define WEFT_PROC_WIRE_H
+
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+  Z_SPAWN = 1,
+  Z_KILL,
+  Z_KILLALL,
+  Z_SPAWNED,
+  Z_EXIT,
+  Z_BYE,
+  Z_SESSION, /* on the server's main socket: a new session socket rides along */
+};
+
+struct zmsg {
+  int32_t type;
+  int32_t pid;
+  int32_t arg;
+  int32_t pad;
+};
+
+/* Followed by the name, then (init_name_len > 0: the worker's first job
+ * only) the initializer's name and init_arg_size bytes of its argument,
+ * then the items. */
+struct req {
+  uint32_t name_len;
+  uint32_t init_name_len;
+  uint64_t init_arg_size;
+  uint64_t item_size;
+  uint64_t count;
+  uint64_t max_result; /* a bigger result fails its item with WEFT_ETOOBIG */
+  uint32_t flags;      /* WIRE_SHM: the items are in the input region */
+  uint32_t pad;
+  uint64_t shm_size;   /* > 0: a new input region of this size rides along */
+};
+
+struct rsp {
+  int32_t code;
+  uint32_t msg_len;
+  uint64_t size;
+  uint32_t flags;    /* WIRE_SHM: the result is in the output region */
+  uint32_t pad;
+  uint64_t shm_size; /* > 0: a new output region of this size rides along */
+};
+
+enum { WIRE_SHM = 1 };
+#define SHM_MIN ((size_t)64 << 10)
+#define SHM_FIRST ((size_t)1 << 20) /* smallest region */
+
+/* Settings of a process executor beyond weft_executor_opts' common fields
+ * (all 0 = defaults), set with weft__process_configure before its first
+ * submit. Meant to become fields of weft_executor_opts. */
+typedef struct weft__process_opts {
+  int64_t task_timeout_ms;  /* per item; 0 = none */
+  size_t max_payload;       /* per item, in and out; 0 = 1 GiB */
+  weft_fn initializer;      /* registered; runs once per worker before its first task */
+  const void *init_arg;     /* copied */
+  size_t init_arg_size;
+  int max_tasks_per_worker; /* items; 0 = never recycle */
+} weft__process_opts;
+
+/* Once per executor, before its first submit. Returns 0, WEFT_EINVAL (not
+ * a process executor, a negative value), WEFT_ENOENT (initializer not
+ * registered), WEFT_ETOOBIG (init_arg above max_payload), WEFT_EBUSY
+ * (called before), WEFT_ENOMEM. */
+int weft__process_configure(weft_executor *ex, const weft__process_opts *o);
+
+/* Opens a new session with the fork server (starting it if needed): *fd
+ * receives the parent's end (close-on-exec). 0, WEFT_EAGAIN, WEFT_ENOMEM. */
+int weft__zygote_session(int *fd);
+
+/* Sends every byte of iov[0..niov) on a stream socket (blocking; the iov is
+ * consumed); passfd >= 0 rides along with SCM_RIGHTS. 0 or -1 (errno). */
+struct iovec;
+int weft__send_iov(int fd, struct iovec *iov, int niov, int passfd);
+
+/* Sends / receives one zmsg, with an optional fd (-1 for none). send: 0 or a
+ * negative errno. recv: 1, 0 at EOF, or a negative errno (never blocks when
+ * the socket has nothing if dontwait). */
+int weft__zmsg_send(int sock, const struct zmsg *m, int fd);
+int weft__zmsg_recv(int sock, struct zmsg *m, int *fd, int dontwait);
+
+#endif /* WEFT_PROC_WIRE_H */
