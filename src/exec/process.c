@@ -372,7 +372,8 @@ static void send_job(struct proc *p, struct slot *s) {
                          {(void *)name, h.name_len},
                          {(void *)iname, h.init_name_len},
                          {(void *)p->cfg.init_arg, (size_t)h.init_arg_size},
-                         {(void *)(job->in + s->next * job->in_size),
+                         /* no input at all (in == NULL): no arithmetic on NULL */
+                         {job->in ? (void *)(job->in + s->next * job->in_size) : NULL,
                           (size_t)(h.count * h.item_size)}};
   int passfd = -1;
   if (iov[4].iov_len >= SHM_MIN && in_region(s, iov[4].iov_len)) {
