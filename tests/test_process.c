@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1030,4 +1031,43 @@ TEST(public_options) /* labels: novalgrind */ {
   o.initializer = not_registered;
   ASSERT_RC(weft_executor_create(&ex, "process", &o), WEFT_ENOENT);
   ASSERT_TRUE(ex == NULL);
+}
+
+/* The system refuses new processes (RLIMIT_NPROC, which the kernel does not
+ * apply to root, so the child drops to an unprivileged user first): creating
+ * the first process executor, which must fork the fork server, fails cleanly
+ * with WEFT_EAGAIN and leaves nothing behind, and works once processes can be
+ * had. (Workers are forked by the fork server, whose limits are those it had
+ * when it started, so a limit set later in the program does not reach them.) */
+static int child_without_processes(void) {
+  if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) return 20;
+  struct rlimit rl;
+  getrlimit(RLIMIT_NPROC, &rl);
+  struct rlimit low = {1, rl.rlim_max};
+  /* a fresh program's first process executor must start the fork server */
+  if (setrlimit(RLIMIT_NPROC, &low) != 0) return 21;
+  weft_executor *ex = (weft_executor *)1;
+  int rc = weft_executor_create(&ex, "process_pool", NULL);
+  if (rc != WEFT_EAGAIN || ex != NULL) {
+    fprintf(stderr, "create under RLIMIT_NPROC=1: %s\n", weft_err_name(rc));
+    return 22;
+  }
+  if (setrlimit(RLIMIT_NPROC, &rl) != 0) return 23;
+  weft_executor_opts o = {.workers = 1};
+  ASSERT_OK(weft_executor_create(&ex, "process_pool", &o));
+  long v = 7, r = 0;
+  ASSERT_OK(weft_executor_map(ex, square, &v, sizeof v, 1, &r, sizeof r, NULL, weft_deadline_in(20000)));
+  ASSERT_EQ(r, 49);
+  weft_executor_destroy(ex);
+  return 0;
+}
+
+TEST(system_refuses_processes) {
+  pid_t pid = fork();
+  ASSERT_TRUE(pid >= 0);
+  if (pid == 0) _exit(child_without_processes());
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  ASSERT_EQ(WEXITSTATUS(st), 0);
 }
