@@ -48,6 +48,7 @@
 #include "proc_wire.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -613,7 +614,21 @@ static void *monitor(void *arg) {
     bool lost = atomic_load(&p->lost);
     if (stop) {
       /* Nothing is outstanding (destroy follows a complete shutdown). */
-      if (lost || p->bye) break;
+      if (lost) break;
+      if (p->bye) {
+        /* The server closes our session right after BYE: wait (bounded)
+         * for that close, so that when destroy returns the server holds no
+         * descriptor of this executor. */
+        struct pollfd pf = {.fd = p->sess, .events = POLLIN};
+        int64_t until = weft_deadline_in(2000);
+        char c;
+        while (!weft__deadline_passed(until) && poll(&pf, 1, 100) >= 0 &&
+               !(pf.revents & (POLLIN | POLLHUP)))
+          ;
+        while (recv(p->sess, &c, 1, MSG_DONTWAIT) > 0)
+          ;
+        break;
+      }
       if (!killall) {
         zsend(p, Z_KILLALL, 0, 0);
         killall = true;
