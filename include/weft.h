@@ -542,11 +542,14 @@ weft_fn weft_registry_find(const char *name);
 const char *weft_registry_name(weft_fn fn);
 
 /* Registers fn under its own name when the program (or library) is loaded,
- * before main: `WEFT_REGISTER(my_task);` at file scope after its definition. */
+ * before main: `WEFT_REGISTER(my_task);` at file scope after its definition.
+ * (The trailing extern declaration takes the semicolon, so the line is
+ * clean under -Wpedantic too.) */
 #define WEFT_REGISTER(fn)                                                      \
   __attribute__((constructor)) static void weft__register_##fn(void) {         \
     (void)weft_register(#fn, fn);                                              \
-  }
+  }                                                                            \
+  extern int weft__registered_##fn
 
 /*
  * Starts the fork server that forks process workers, if it is not running.

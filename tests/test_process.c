@@ -25,10 +25,10 @@ static int square(const void *in, size_t n, weft_out *out) {
   v *= v;
   return weft_out_set(out, &v, sizeof v);
 }
-WEFT_REGISTER(square)
+WEFT_REGISTER(square);
 
 static int echo(const void *in, size_t n, weft_out *out) { return weft_out_set(out, in, n); }
-WEFT_REGISTER(echo)
+WEFT_REGISTER(echo);
 
 static int fails(const void *in, size_t n, weft_out *out) {
   (void)n;
@@ -36,7 +36,7 @@ static int fails(const void *in, size_t n, weft_out *out) {
   memcpy(&v, in, sizeof v);
   return weft_out_fail(out, WEFT_EINVAL, "bad %d", v);
 }
-WEFT_REGISTER(fails)
+WEFT_REGISTER(fails);
 
 static int my_pid(const void *in, size_t n, weft_out *out) {
   (void)in;
@@ -44,7 +44,7 @@ static int my_pid(const void *in, size_t n, weft_out *out) {
   int64_t pid = getpid();
   return weft_out_set(out, &pid, sizeof pid);
 }
-WEFT_REGISTER(my_pid)
+WEFT_REGISTER(my_pid);
 
 static int blocker(const void *in, size_t n, weft_out *out) {
   (void)in;
@@ -53,7 +53,7 @@ static int blocker(const void *in, size_t n, weft_out *out) {
   while (!weft_out_cancelled(out)) pause();
   return WEFT_ECANCELED;
 }
-WEFT_REGISTER(blocker)
+WEFT_REGISTER(blocker);
 
 enum { OK_, SEGV, ABRT, EXIT3, KILL9 };
 struct crash_in {
@@ -74,7 +74,7 @@ static int crashy(const void *in, size_t n, weft_out *out) {
   int64_t v = 2 * c.value;
   return weft_out_set(out, &v, sizeof v);
 }
-WEFT_REGISTER(crashy)
+WEFT_REGISTER(crashy);
 
 /* A result of the size asked for. */
 static int grow(const void *in, size_t n, weft_out *out) {
@@ -86,7 +86,7 @@ static int grow(const void *in, size_t n, weft_out *out) {
   if (size) memset(p, 0xab, (size_t)size);
   return 0;
 }
-WEFT_REGISTER(grow)
+WEFT_REGISTER(grow);
 
 /* Worker state set by the initializer, read by tasks. */
 static int64_t g_init_value = -1;
@@ -97,14 +97,14 @@ static int init_worker(const void *in, size_t n, weft_out *out) {
   g_init_runs++;
   return 0;
 }
-WEFT_REGISTER(init_worker)
+WEFT_REGISTER(init_worker);
 
 static int init_fails(const void *in, size_t n, weft_out *out) {
   (void)in;
   (void)n;
   return weft_out_fail(out, WEFT_EINVAL, "no database");
 }
-WEFT_REGISTER(init_fails)
+WEFT_REGISTER(init_fails);
 
 struct init_seen {
   int64_t value, runs, pid;
@@ -115,7 +115,7 @@ static int read_init(const void *in, size_t n, weft_out *out) {
   struct init_seen r = {g_init_value, g_init_runs, getpid()};
   return weft_out_set(out, &r, sizeof r);
 }
-WEFT_REGISTER(read_init)
+WEFT_REGISTER(read_init);
 
 /* How many shared regions of each kind this worker has mapped. */
 static int count_maps(const void *in, size_t n, weft_out *out) {
@@ -132,7 +132,7 @@ static int count_maps(const void *in, size_t n, weft_out *out) {
   fclose(fp);
   return weft_out_set(out, counts, sizeof counts);
 }
-WEFT_REGISTER(count_maps)
+WEFT_REGISTER(count_maps);
 
 static int count_fds(void);
 /* The fds open in this worker (and in its fork server, via /proc). */
@@ -151,7 +151,7 @@ static int fd_counts(const void *in, size_t n, weft_out *out) {
   }
   return weft_out_set(out, r, sizeof r);
 }
-WEFT_REGISTER(fd_counts)
+WEFT_REGISTER(fd_counts);
 
 static int my_ppid(const void *in, size_t n, weft_out *out) {
   (void)in;
@@ -159,7 +159,7 @@ static int my_ppid(const void *in, size_t n, weft_out *out) {
   int64_t pid = getppid();
   return weft_out_set(out, &pid, sizeof pid);
 }
-WEFT_REGISTER(my_ppid)
+WEFT_REGISTER(my_ppid);
 
 static int not_registered(const void *in, size_t n, weft_out *out) {
   (void)in;
@@ -738,7 +738,7 @@ static int block_at(const void *in, size_t n, weft_out *out) {
   if (v == 2) return blocker(in, n, out);
   return square(in, n, out);
 }
-WEFT_REGISTER(block_at)
+WEFT_REGISTER(block_at);
 
 TEST(timeout_in_chunk_fails_one_item) /* labels: novalgrind */ {
   weft_executor *ex = make("process_pool", 1, 4);
