@@ -8,9 +8,10 @@ static int fib_task(const void *in, size_t size, weft_out *out) {
   long r = fib(*(const long *)in);
   return weft_out_set(out, &r, sizeof r);
 }
+WEFT_REGISTER(fib_task); /* so that process workers can find it by name */
 
 int main(int argc, char **argv) {
-  const char *kind = argc > 1 ? argv[1] : "thread_pool"; /* or "inline" */
+  const char *kind = argc > 1 ? argv[1] : "thread_pool"; /* or "inline", "process_pool" */
   long numbers[] = {28, 29, 30, 31, 32}, results[5];
   weft_executor *ex;
   int rc = weft_executor_create(&ex, kind, NULL);

@@ -4,6 +4,7 @@
 # -std=c11 -Wall -Wextra -Werror against weft and exit 0.
 #
 #   readme-examples.sh --count README.md            prints how many there are
+#   readme-examples.sh --matches N README.md FILE   the Nth program is FILE, exactly
 #   readme-examples.sh --run N README.md --cc CC --cflags "F" --include DIR \
 #                      --lib LIBWEFT.a --workdir DIR   builds and runs the Nth
 set -euo pipefail
@@ -26,6 +27,14 @@ mode=${1:-}
 case "$mode" in
   --count)
     extract 0 "$2"
+    ;;
+  --matches)
+    if diff -u "$4" <(extract "$2" "$3"); then
+      echo "README example $2 is identical to $4"
+    else
+      echo "README example $2 differs from $4 (diff above): keep them identical" >&2
+      exit 1
+    fi
     ;;
   --run)
     n=$2 readme=$3; shift 3
@@ -56,7 +65,7 @@ case "$mode" in
     (cd "$workdir" && "./example$n")
     ;;
   *)
-    echo "usage: readme-examples.sh --count README.md | --run N README.md --cc CC --cflags F --include DIR --lib LIB --workdir DIR" >&2
+    echo "usage: readme-examples.sh --count README.md | --matches N README.md FILE | --run N README.md --cc CC --cflags F --include DIR --lib LIB --workdir DIR" >&2
     exit 2
     ;;
 esac
