@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -54,6 +55,20 @@ static int blocker(const void *in, size_t n, weft_out *out) {
   return WEFT_ECANCELED;
 }
 WEFT_REGISTER(blocker);
+
+/* Creates the file named by its input, then blocks until killed: lets a
+ * test know that a map is really running in a worker. */
+static int mark_and_block(const void *in, size_t n, weft_out *out) {
+  char path[256];
+  if (n == 0 || n >= sizeof path) return WEFT_EINVAL;
+  memcpy(path, in, n);
+  path[n] = '\0';
+  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+  while (!weft_out_cancelled(out)) pause();
+  return WEFT_ECANCELED;
+}
+WEFT_REGISTER(mark_and_block);
 
 enum { OK_, SEGV, ABRT, EXIT3, KILL9 };
 struct crash_in {
@@ -1070,4 +1085,44 @@ TEST(system_refuses_processes) {
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st));
   ASSERT_EQ(WEXITSTATUS(st), 0);
+}
+
+/* Ctrl-C during a map: the program dies of SIGINT, and its fork server and
+ * workers go with it (nothing is left behind). */
+TEST(sigint_during_map_leaves_nothing) {
+  char mark[128];
+  snprintf(mark, sizeof mark, "/tmp/weft-sigint-%d", (int)getpid());
+  unlink(mark);
+  int fds[2];
+  ASSERT_OK(pipe(fds));
+  pid_t child = fork();
+  ASSERT_TRUE(child >= 0);
+  if (child == 0) {
+    signal(SIGINT, SIG_DFL); /* whatever the test runner gave us */
+    close(fds[0]);
+    weft_executor *ex = make("process_pool", 1, 0);
+    int64_t pids[2] = {run_pid_fn(ex, my_ppid), run_pid_fn(ex, my_pid)};
+    if (write(fds[1], pids, sizeof pids) != (ssize_t)sizeof pids) _exit(1);
+    char item[128] = {0}; /* the path, NUL-padded */
+    memcpy(item, mark, strlen(mark));
+    weft_executor_map(ex, mark_and_block, item, sizeof item, 1, NULL, 0, NULL, WEFT_FOREVER);
+    _exit(2); /* not reached: the map blocks until the signal */
+  }
+  close(fds[1]);
+  int64_t pids[2];
+  ASSERT_EQ(read(fds[0], pids, sizeof pids), sizeof pids);
+  close(fds[0]);
+  int64_t end = weft_deadline_in(30000);
+  while (access(mark, F_OK) != 0) {
+    if (weft_now() > end) WT_FAIL("the map never started in the worker");
+    sched_yield();
+  }
+  ASSERT_OK(kill(child, SIGINT));
+  int st;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(st));
+  ASSERT_EQ(WTERMSIG(st), SIGINT);
+  wait_gone((pid_t)pids[0]); /* the fork server */
+  wait_gone((pid_t)pids[1]); /* the worker running the map */
+  unlink(mark);
 }
