@@ -1126,3 +1126,79 @@ TEST(sigint_during_map_leaves_nothing) {
   wait_gone((pid_t)pids[1]); /* the worker running the map */
   unlink(mark);
 }
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WEFT_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define WEFT_TEST_SANITIZED 1
+#endif
+#endif
+
+#ifndef WEFT_TEST_SANITIZED
+static long vm_size_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmSize: %ld kB", &kib) == 1) break;
+  fclose(f);
+  return kib;
+}
+
+/* The program runs out of address space (RLIMIT_AS) while a 16 MiB payload
+ * travels: no shared region, no buffer for the result. The task gets a
+ * clear outcome (its result, or an error with a code), nothing hangs, and
+ * the pool keeps working for tasks that fit. */
+static int child_without_address_space(void) {
+  size_t big = 16u << 20;
+  unsigned char *in = malloc(big);
+  if (!in) return 30;
+  memset(in, 0x5a, big);
+  weft_executor *ex = make("process_pool", 1, 0);
+  ASSERT_EQ(run_square(ex, 4), 16); /* the worker and the monitor are up */
+  long kib = vm_size_kib();
+  if (kib <= 0) return 31;
+  struct rlimit rl;
+  getrlimit(RLIMIT_AS, &rl);
+  struct rlimit low = {(rlim_t)(kib + 8 * 1024) * 1024, rl.rlim_max};
+  if (setrlimit(RLIMIT_AS, &low) != 0) return 32;
+  weft_future *f;
+  ASSERT_OK(weft_executor_submit(ex, echo, in, big, &f));
+  ASSERT_OK(weft_future_wait(f, LONG_DEADLINE));
+  int rc = weft_future_error(f);
+  if (rc == 0) {
+    const void *d;
+    size_t n;
+    ASSERT_OK(weft_future_result(f, &d, &n));
+    ASSERT_UEQ(n, big);
+  } else {
+    ASSERT_TRUE(rc == WEFT_ENOMEM || rc == WEFT_ECRASHED);
+    fprintf(stderr, "16 MiB under RLIMIT_AS: %s (%s)\n", weft_err_name(rc),
+            weft_future_errmsg(f) ? weft_future_errmsg(f) : "no message");
+  }
+  weft_future_release(f);
+  ASSERT_EQ(run_square(ex, 5), 25); /* small work still flows */
+  setrlimit(RLIMIT_AS, &rl);
+  round_trip(ex, big); /* and large work again once memory is back */
+  weft_executor_destroy(ex);
+  free(in);
+  return 0;
+}
+
+#endif /* !WEFT_TEST_SANITIZED */
+
+TEST(address_space_exhausted) /* labels: novalgrind */ {
+#ifdef WEFT_TEST_SANITIZED
+  fprintf(stderr, "skipped: sanitizers reserve more address space than RLIMIT_AS can allow\n");
+#else
+  pid_t pid = fork();
+  ASSERT_TRUE(pid >= 0);
+  if (pid == 0) _exit(child_without_address_space());
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  ASSERT_EQ(WEXITSTATUS(st), 0);
+#endif
+}

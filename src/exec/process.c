@@ -99,6 +99,11 @@ struct slot {
   bool in_sent; /* this slot's process has the input region */
   const unsigned char *out_map;
   size_t out_cap;
+  /* The worker's output region: kept open, so that a mapping that failed
+   * (no address space) is tried again at the next result; the worker sends
+   * a region only once. */
+  int out_fd;
+  size_t out_size;
 };
 
 struct proc {
@@ -189,6 +194,9 @@ static void close_worker(struct proc *p, struct slot *s) {
   if (s->out_map) munmap((void *)s->out_map, s->out_cap);
   s->out_map = NULL;
   s->out_cap = 0;
+  if (s->out_fd >= 0) close(s->out_fd);
+  s->out_fd = -1;
+  s->out_size = 0;
   s->in_sent = false;
 }
 
@@ -257,20 +265,25 @@ static ssize_t rx(struct slot *s, void *dst, size_t want) {
 
 /* A result in the worker's output region: copy it out, ack, deliver. */
 static void take_shm_result(struct proc *p, struct slot *s) {
-  if (s->rh.shm_size) {
+  if (s->rh.shm_size && s->rx_fd >= 0) {
+    /* a new (larger) region replaces the old one */
     if (s->out_map) munmap((void *)s->out_map, s->out_cap);
     s->out_map = NULL;
     s->out_cap = 0;
-    if (s->rx_fd >= 0) {
-      void *m = mmap(NULL, (size_t)s->rh.shm_size, PROT_READ, MAP_SHARED, s->rx_fd, 0);
-      if (m != MAP_FAILED) {
-        s->out_map = m;
-        s->out_cap = (size_t)s->rh.shm_size;
-      }
-    }
+    if (s->out_fd >= 0) close(s->out_fd);
+    s->out_fd = s->rx_fd;
+    s->out_size = (size_t)s->rh.shm_size;
+    s->rx_fd = -1;
   }
   if (s->rx_fd >= 0) close(s->rx_fd);
   s->rx_fd = -1;
+  if (!s->out_map && s->out_fd >= 0) {
+    void *m = mmap(NULL, s->out_size, PROT_READ, MAP_SHARED, s->out_fd, 0);
+    if (m != MAP_FAILED) {
+      s->out_map = m;
+      s->out_cap = s->out_size;
+    }
+  }
   size_t size = (size_t)s->rh.size;
   if (s->out_map && size <= s->out_cap) s->data = weft__malloc(size ? size : 1);
   if (s->data) memcpy(s->data, s->out_map, size);
@@ -538,7 +551,7 @@ static int new_slot(struct proc *p) {
   struct slot *ns = weft__realloc(p->slots, (size_t)(p->nslots + 1) * sizeof *ns);
   if (!ns) return -1;
   p->slots = ns;
-  ns[p->nslots] = (struct slot){.state = S_EMPTY, .fd = -1, .rx_fd = -1, .in_fd = -1};
+  ns[p->nslots] = (struct slot){.state = S_EMPTY, .fd = -1, .rx_fd = -1, .in_fd = -1, .out_fd = -1};
   return p->nslots++;
 }
 
@@ -701,7 +714,7 @@ static int init_common(weft_executor *ex, bool per_job) {
     p->slots = weft__calloc((size_t)ex->workers, sizeof *p->slots);
     if (!p->slots) rc = WEFT_ENOMEM;
     else p->nslots = ex->workers;
-    for (int i = 0; i < p->nslots; i++) p->slots[i] = (struct slot){.state = S_EMPTY, .fd = -1, .rx_fd = -1, .in_fd = -1};
+    for (int i = 0; i < p->nslots; i++) p->slots[i] = (struct slot){.state = S_EMPTY, .fd = -1, .rx_fd = -1, .in_fd = -1, .out_fd = -1};
   }
   const weft_executor_opts *eo = &ex->opts;
   weft__process_opts po = {.task_timeout_ms = eo->task_timeout_ms,
