@@ -36,9 +36,10 @@
  * in the result's own buffer, handed to weft__job_deliver without another
  * copy (a result in shared memory is copied out once).
  *
- * Settings beyond weft_executor_opts (timeout, initializer, recycling,
- * payload limit) come from weft__process_configure; the monitor copies
- * them under `mu` at the top of every round.
+ * Settings (timeout, initializer, recycling, payload limit) come from
+ * weft_executor_opts at create; weft__process_configure (internal, for
+ * tests) may replace them before the first submit. The monitor copies them
+ * under `mu` at the top of every round.
  *
  * Locks: `mu` guards the FIFO, `stop` and the settings; it is a leaf
  * (nothing is called with it held). Everything else belongs to the monitor
