@@ -38,25 +38,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Room for one passed fd in a message's control data. */
+union fd_cmsg {
+  char buf[CMSG_SPACE(sizeof(int))];
+  struct cmsghdr align;
+};
+
+/* Makes mh carry fd (SCM_RIGHTS) in u; fd < 0 carries nothing. */
+static void attach_fd(struct msghdr *mh, union fd_cmsg *u, int fd) {
+  if (fd < 0) return;
+  memset(u, 0, sizeof *u);
+  mh->msg_control = u->buf;
+  mh->msg_controllen = sizeof u->buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+}
+
 /* ---- zmsg over SEQPACKET, with an optional fd ---- */
 
 int weft__zmsg_send(int sock, const struct zmsg *m, int fd) {
   struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
+  union fd_cmsg u;
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
+  attach_fd(&mh, &u, fd);
   for (;;) {
     ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
     if (n == (ssize_t)sizeof *m) return 0;
@@ -140,22 +147,10 @@ static int read_full_fd(int fd, void *p, size_t n, int *passed) {
 
 /* Sends every byte of iov; passfd >= 0 rides on the first byte. */
 int weft__send_iov(int fd, struct iovec *iov, int niov, int passfd) {
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
+  union fd_cmsg u;
   while (niov) {
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
-    if (passfd >= 0) {
-      memset(&u, 0, sizeof u);
-      mh.msg_control = u.buf;
-      mh.msg_controllen = sizeof u.buf;
-      struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &passfd, sizeof passfd);
-    }
+    attach_fd(&mh, &u, passfd);
     ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (n > 0) passfd = -1;
     if (n < 0 && errno == EINTR) continue;
