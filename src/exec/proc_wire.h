@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum {
   Z_SPAWN = 1,
@@ -102,6 +103,10 @@ int weft__zygote_session(int *fd);
  * consumed); passfd >= 0 rides along with SCM_RIGHTS. 0 or -1 (errno). */
 struct iovec;
 int weft__send_iov(int fd, struct iovec *iov, int niov, int passfd);
+/* One recvmsg (EINTR retried) into buf; a passed fd goes to *passed if that
+ * is < 0, any other is closed. Returns the bytes read, 0 at EOF, or -1 with
+ * errno (EAGAIN with MSG_DONTWAIT in flags). */
+ssize_t weft__recv_fd(int sock, void *buf, size_t len, int flags, int *passed);
 
 /* Sends / receives one zmsg, with an optional fd (-1 for none). send: 0 or a
  * negative errno. recv: 1, 0 at EOF, or a negative errno (never blocks when

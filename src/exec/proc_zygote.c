@@ -72,34 +72,38 @@ int weft__zmsg_send(int sock, const struct zmsg *m, int fd) {
   }
 }
 
-int weft__zmsg_recv(int sock, struct zmsg *m, int *fd, int dontwait) {
-  if (fd) *fd = -1;
-  struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
+ssize_t weft__recv_fd(int sock, void *buf, size_t len, int flags, int *passed) {
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  union fd_cmsg u;
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
                       .msg_controllen = sizeof u.buf};
   ssize_t n;
-  do n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | (dontwait ? MSG_DONTWAIT : 0));
+  do n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
+  if (n < 0) return n;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       int got;
       memcpy(&got, CMSG_DATA(c), sizeof got);
-      if (fd && *fd < 0) *fd = got;
+      if (*passed < 0) *passed = got;
       else close(got);
     }
   }
-  if (n == 0) return 0;
-  if (n != (ssize_t)sizeof *m) {
-    if (fd && *fd >= 0) close(*fd);
-    if (fd) *fd = -1;
-    return -EPROTO;
+  return n;
+}
+
+int weft__zmsg_recv(int sock, struct zmsg *m, int *fd, int dontwait) {
+  int got = -1;
+  ssize_t n = weft__recv_fd(sock, m, sizeof *m, dontwait ? MSG_DONTWAIT : 0, &got);
+  if (n < 0) return -errno;
+  if (n != 0 && n != (ssize_t)sizeof *m) {
+    if (got >= 0) close(got);
+    got = -1;
+    n = -EPROTO;
   }
-  return 1;
+  if (fd) *fd = got;
+  else if (got >= 0) close(got);
+  return n < 0 ? (int)n : n == 0 ? 0 : 1;
 }
 
 /* ---- the worker ---- */
@@ -121,24 +125,8 @@ static int read_full(int fd, void *p, size_t n) {
 static int read_full_fd(int fd, void *p, size_t n, int *passed) {
   unsigned char *b = p;
   while (n) {
-    struct iovec iov = {.iov_base = b, .iov_len = n};
-    union {
-      char buf[CMSG_SPACE(sizeof(int))];
-      struct cmsghdr align;
-    } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                        .msg_controllen = sizeof u.buf};
-    ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-    if (r < 0 && errno == EINTR) continue;
+    ssize_t r = weft__recv_fd(fd, b, n, 0, passed);
     if (r <= 0) return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int got;
-        memcpy(&got, CMSG_DATA(c), sizeof got);
-        if (*passed < 0) *passed = got;
-        else close(got);
-      }
-    }
     b += r;
     n -= (size_t)r;
   }

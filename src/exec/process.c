@@ -244,24 +244,7 @@ static void deliver(struct proc *p, struct slot *s) {
 
 /* recv without blocking; an fd passed along is kept in s->rx_fd. */
 static ssize_t rx(struct slot *s, void *dst, size_t want) {
-  struct iovec iov = {.iov_base = dst, .iov_len = want};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                      .msg_controllen = sizeof u.buf};
-  ssize_t n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  if (n < 0) return n;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int got;
-      memcpy(&got, CMSG_DATA(c), sizeof got);
-      if (s->rx_fd < 0) s->rx_fd = got;
-      else close(got);
-    }
-  }
-  return n;
+  return weft__recv_fd(s->fd, dst, want, MSG_DONTWAIT, &s->rx_fd);
 }
 
 /* A result in the worker's output region: copy it out, ack, deliver. */
