@@ -396,8 +396,11 @@ int weft_executor_submit(weft_executor *ex, weft_fn fn, const void *in, size_t i
  * At most max_inflight items are in flight at once; items travel in chunks.
  * Returns 0 if every item succeeded; else the code of the lowest-index
  * failed item (every item still ran or was cancelled); WEFT_ETIMEDOUT at the
- * deadline (work already submitted is cancelled or finishes in the background,
- * but writes nothing after the return); WEFT_EINVAL; WEFT_ESHUTDOWN; WEFT_ENOMEM.
+ * deadline (work not yet started is cancelled; work already running
+ * finishes in the background and writes nothing to results or errors after
+ * the return, but may still read its items: keep `items` alive until the
+ * executor has been shut down or destroyed); WEFT_EINVAL; WEFT_ESHUTDOWN;
+ * WEFT_ENOMEM. Blocks the calling thread until done or the deadline.
  */
 int weft_executor_map(weft_executor *ex, weft_fn fn, const void *items, size_t item_size,
                       size_t n, void *results, size_t result_size, int *errors,
