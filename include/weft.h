@@ -76,7 +76,13 @@ const char *weft_version(void);
   X(OVERFLOW, -EOVERFLOW, "value out of range")                                \
   X(TASK, -4001, "task failed")                                                \
   X(CRASHED, -4002, "worker crashed")                                          \
-  X(PENDING, -4003, "not completed yet")
+  X(PENDING, -4003, "not completed yet")                                       \
+  X(CONNREFUSED, -ECONNREFUSED, "connection refused")                          \
+  X(CONNRESET, -ECONNRESET, "connection reset by peer")                        \
+  X(IO, -EIO, "input/output error")                                            \
+  X(PROTO, -EPROTO, "protocol error")                                          \
+  X(DNS, -4004, "name resolution failed")                                      \
+  X(HTTP, -4005, "HTTP error status")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_E##name = (value),
@@ -323,10 +329,12 @@ typedef struct weft_executor_opts {
    * weft_io_workers() for IO-bound work. thread: at most this many task
    * threads alive at once (default: no limit). process_pool: worker
    * processes, default weft_cpu_count(). process: at most this many task
-   * processes alive at once (default: no limit). inline: ignored. */
+   * processes alive at once (default: no limit). inline, async: ignored
+   * (one thread). */
   int workers;
   /* map/imap: items per trip to a worker. 0 = automatic: n / (8 x workers),
-   * clamped to [1, 256]. 1 gives the finest load balance. */
+   * clamped to [1, 256] (async: 1, every item its own task). 1 gives the
+   * finest load balance. */
   size_t chunksize;
   /* map/imap: at most this many items submitted and not yet consumed
    * (back-pressure). 0 = default: max(1024, 4 x chunksize x workers). */
@@ -358,7 +366,12 @@ int weft_io_workers(void);
 
 /*
  * Creates an executor of the named kind: "inline", "thread", "thread_pool",
- * "process" or "process_pool" (weft_executor_kinds lists them). `opts` may be NULL. Returns 0,
+ * "process", "process_pool" or "async" (weft_executor_kinds lists them).
+ * "async" runs every task (every map item) as a coroutine task on one event
+ * loop driven by a thread of its own: tasks that await (weft_sleep,
+ * weft_http_get, sockets, weft_await ...) wait together, the rest run one
+ * at a time; cancelling a task's future, or a cancelling shutdown, is seen
+ * at its next await (see "Async" below). `opts` may be NULL. Returns 0,
  * WEFT_EINVAL (out or kind NULL, negative workers; process executors:
  * negative task_timeout_ms or max_tasks_per_worker, init_arg NULL with a
  * size), WEFT_ENOENT (unknown kind; an initializer that is not registered),
@@ -625,6 +638,302 @@ int weft_sem_wait(weft_sem *s, int64_t deadline);
 /* The current count (snapshot), or WEFT_EINVAL for NULL. */
 long weft_sem_value(weft_sem *s);
 void weft_sem_destroy(weft_sem *s);                /* no waiters; NULL ignored */
+
+/* ------------------------------------------------------------------------ */
+/* Async: event loop, coroutine tasks, sockets, HTTP                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One thread, many tasks that yield only where they wait. A weft_loop runs
+ * on the thread that calls weft_loop_run*; everything below that says "loop
+ * thread" must be called from that thread (while the loop runs, or between
+ * runs), and the rest from any thread.
+ *
+ * Tasks are stackful coroutines: a task is an ordinary weft_fn (the same
+ * signature executors run) that runs on its own stack and whose outcome is
+ * an ordinary weft_future, so it can be awaited, cancelled, passed to
+ * weft_future_on_done, or waited for from another thread. Inside a task, the
+ * "await" calls (weft_await*, weft_sleep, weft_yield, the socket and HTTP
+ * calls) suspend only that task and let the loop run others. Called outside
+ * any task, the same calls block the calling thread instead (weft_await is
+ * then weft_future_wait, weft_sleep is nanosleep, sockets use poll), so a
+ * function that uses them works both in a task and in a thread-pool worker.
+ *
+ * Cancellation: weft_future_cancel on a task that has not started cancels
+ * it at once; on a running task it makes the task's current await return
+ * WEFT_ECANCELED, and every later one too (cancellation is sticky, so a task
+ * that just passes errors up unwinds quickly; such awaits still let the loop
+ * run others once). weft_out_cancelled is then 1 as well. A task that
+ * returns normally anyway completes normally; one that returns
+ * WEFT_ECANCELED ends in state WEFT_CANCELLED. Cancelling a task from
+ * another thread is allowed while its loop exists (not concurrently with
+ * weft_loop_destroy).
+ */
+typedef struct weft_loop weft_loop;
+typedef void (*weft_cb)(void *arg);
+
+typedef struct weft_loop_opts {
+  /* Default stack size of tasks, in bytes (rounded up to pages); 0 = 256 KiB.
+   * Stacks are reserved, not committed: an idle task costs the pages its
+   * stack has really touched. */
+  size_t stack_size;
+  /* Blocking detector: report (on stderr, while it happens) a task or
+   * callback that holds the loop longer than this many ms. 0 = the
+   * environment variable WEFT_BLOCK_WARN_MS if set (a number of ms; "1" and
+   * other values below 1 ms mean 100), else off; < 0 = off. */
+  int block_warn_ms;
+  /* OS backend: NULL or "epoll" (the only one today). */
+  const char *backend;
+} weft_loop_opts;
+
+/* Creates a loop (opts may be NULL). Returns 0, WEFT_EINVAL (unknown
+ * backend), WEFT_ENOMEM, or a negated errno from epoll/eventfd. */
+int weft_loop_create(weft_loop **out, const weft_loop_opts *opts);
+
+/* Destroys a loop that is not running. Tasks still alive are cancelled and
+ * run until they end (bounded: a task that ignores cancellation is
+ * abandoned, its future completed with WEFT_ECANCELED and its stack freed);
+ * callbacks and timers not yet run are dropped. Loop thread; NULL ignored. */
+void weft_loop_destroy(weft_loop *loop);
+
+/* The loop running on this thread (inside weft_loop_run*), or NULL. */
+weft_loop *weft_loop_current(void);
+
+/* Runs cb(arg) on the loop soon, after the callbacks already queued (FIFO).
+ * Loop thread. 0, WEFT_EINVAL, WEFT_ENOMEM. */
+int weft_loop_call_soon(weft_loop *loop, weft_cb cb, void *arg);
+
+/* The same from any thread (wakes the loop through an eventfd). Callbacks
+ * posted from one thread run in the order posted. 0, WEFT_EINVAL,
+ * WEFT_ENOMEM, WEFT_ECLOSED from the moment weft_loop_destroy begins
+ * (threads must not call it after destroy has returned: join them first). */
+int weft_loop_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg);
+
+/* Runs cb(arg) when weft_now() reaches `when` (call_at) or after `delay_ms`
+ * (call_later; < 0 counts as 0). Timers due at the same ms run in the order
+ * they were set, after callbacks already queued. If id is not NULL it gets a
+ * handle for weft_loop_cancel_timer, unique for the loop's life. Loop thread.
+ * 0, WEFT_EINVAL, WEFT_ENOMEM. */
+int weft_loop_call_at(weft_loop *loop, int64_t when, weft_cb cb, void *arg, uint64_t *id);
+int weft_loop_call_later(weft_loop *loop, int64_t delay_ms, weft_cb cb, void *arg, uint64_t *id);
+
+/* Cancels a timer that has not run: 0; WEFT_ENOENT if it already ran, was
+ * cancelled, or never existed. Loop thread. */
+int weft_loop_cancel_timer(weft_loop *loop, uint64_t id);
+
+/* Events for weft_loop_watch. */
+#define WEFT_READABLE 1u
+#define WEFT_WRITABLE 2u
+/* Also passed to the callback: an error or hang-up on the fd. */
+#define WEFT_FD_ERROR 4u
+typedef void (*weft_fd_cb)(int fd, unsigned events, void *arg);
+
+/* Calls cb(fd, events_ready, arg) on the loop whenever fd is ready for any
+ * of `events` (level-triggered). Watching an fd again replaces its events,
+ * callback and argument; events 0 stops watching it (do so before closing
+ * the fd). One watch per fd per loop. Loop thread. 0, WEFT_EINVAL, WEFT_ENOMEM,
+ * or a negated errno from epoll_ctl (e.g. -EPERM for a regular file). */
+int weft_loop_watch(weft_loop *loop, int fd, unsigned events, weft_fd_cb cb, void *arg);
+
+/* Runs the loop until weft_loop_stop, or until there is nothing left to do
+ * (no queued callbacks, timers, watched fds or live tasks). Returns 0,
+ * WEFT_EBUSY if the loop is already running (or another loop runs on this
+ * thread), or a negated errno if waiting for events failed (not EINTR,
+ * which is retried). Destroying a loop that is running does nothing. */
+int weft_loop_run(weft_loop *loop);
+
+/* Runs the loop until f is done (0), weft_loop_stop (WEFT_ECANCELED), or the
+ * deadline (WEFT_ETIMEDOUT); f's own outcome is read from f. WEFT_EBUSY as
+ * for weft_loop_run. */
+int weft_loop_run_until(weft_loop *loop, weft_future *f, int64_t deadline);
+
+/* Makes the running weft_loop_run* return after the current callback. Any
+ * thread, and async-signal-safe (an atomic store and an eventfd write). A
+ * stop sent while no run is under way ends the next run at once. 0,
+ * WEFT_EINVAL. */
+int weft_loop_stop(weft_loop *loop);
+
+/* Options for one task (NULL = defaults). */
+typedef struct weft_task_opts {
+  size_t stack_size;  /* 0 = the loop's default */
+  const char *name;   /* for messages (copied); NULL = the function's address */
+} weft_task_opts;
+
+/*
+ * Spawns fn(in, in_size, out) as a task on `loop`; it first runs when the
+ * loop gets to it (after the callbacks already queued). `in` is borrowed:
+ * keep it alive until the task completes. If fut is not NULL it gets the
+ * task's future (one reference, the caller's to release); the task runs
+ * either way. The spawn site (file:line) is remembered for messages.
+ * Loop thread, or any thread while the loop does not run. 0, WEFT_EINVAL,
+ * WEFT_ENOMEM, WEFT_EAGAIN (no stack could be mapped).
+ */
+#define weft_spawn(loop, fn, in, in_size, opts, fut)                           \
+  weft_spawn_at(__FILE__, __LINE__, (loop), (fn), (in), (in_size), (opts), (fut))
+int weft_spawn_at(const char *file, int line, weft_loop *loop, weft_fn fn, const void *in,
+                  size_t in_size, const weft_task_opts *opts, weft_future **fut);
+
+/* 1 if the caller runs inside a task, else 0. */
+int weft_in_task(void);
+
+/*
+ * Waits until f is done: in a task it suspends the task, elsewhere it is
+ * weft_future_wait. Returns 0 when f is done (read its outcome from f),
+ * WEFT_ETIMEDOUT at the deadline, WEFT_ECANCELED if the waiting task was
+ * cancelled (f is left alone), WEFT_EINVAL. Futures from any executor or
+ * loop may be awaited.
+ */
+int weft_await(weft_future *f, int64_t deadline);
+
+/* Waits until any of the n futures is done and sets *index to the lowest
+ * such index. Same returns as weft_await (n == 0: WEFT_EINVAL). */
+int weft_await_any(weft_future *const *futs, size_t n, int64_t deadline, size_t *index);
+
+/* Waits until all n futures are done (asyncio.gather; read each outcome
+ * from its future). Same returns as weft_await. */
+int weft_await_all(weft_future *const *futs, size_t n, int64_t deadline);
+
+/* Sleeps ms milliseconds (<= 0: just yields). In a task: suspends it;
+ * elsewhere: blocks the thread. 0, WEFT_ECANCELED (task cancelled). */
+int weft_sleep(int64_t ms);
+
+/* Lets the other ready tasks run, then continues. 0, or WEFT_ECANCELED. */
+int weft_yield(void);
+
+/*
+ * Runs fn(in, in_size) on executor ex and waits for it as weft_await does:
+ * the task waits, the loop keeps running others. Works with every executor
+ * kind (thread_pool, process_pool: fn must then be registered, ...). *fut
+ * gets the future (the caller's reference) whatever the return, unless the
+ * submit itself failed (then *fut is NULL and that error is returned). If
+ * the waiting task is cancelled, the submitted work is cancelled too.
+ */
+int weft_run_in_executor(weft_executor *ex, weft_fn fn, const void *in, size_t in_size,
+                         int64_t deadline, weft_future **fut);
+
+/* weft_run_in_executor on a shared thread pool of weft_io_workers() threads,
+ * created on first use and shut down at exit (asyncio.to_thread). */
+int weft_to_thread(weft_fn fn, const void *in, size_t in_size, int64_t deadline,
+                   weft_future **fut);
+
+/*
+ * A task group (structured concurrency). Tasks spawned into a group are its
+ * children; weft_group_wait waits for all of them; the first child to fail
+ * (an error other than WEFT_ECANCELED) cancels its siblings; and
+ * weft_group_destroy cancels and waits for what is left, so no child
+ * outlives its group. Loop thread.
+ */
+typedef struct weft_group weft_group;
+int weft_group_create(weft_group **out, weft_loop *loop);
+/* As weft_spawn, into the group. WEFT_ECANCELED after the group began
+ * cancelling (a child failed, or destroy). */
+int weft_group_spawn(weft_group *g, weft_fn fn, const void *in, size_t in_size,
+                     const weft_task_opts *opts, weft_future **fut);
+/* Waits for every child (in a task: suspends it; else runs the loop).
+ * Returns 0 if all succeeded, else the first failing child's error code,
+ * WEFT_ETIMEDOUT, or WEFT_ECANCELED if the waiting task was cancelled (the
+ * children are then cancelled too). */
+int weft_group_wait(weft_group *g, int64_t deadline);
+/* Cancels the children still running, waits for them, frees the group. */
+void weft_group_destroy(weft_group *g);
+
+/* ---- sockets. In a task they suspend the task; elsewhere they block with
+ * poll. fds are made non-blocking and close-on-exec. Errors are negated
+ * errnos (WEFT_ECONNREFUSED, WEFT_ECONNRESET, ...), WEFT_EDNS for a name that
+ * does not resolve, WEFT_ETIMEDOUT, WEFT_ECANCELED. */
+
+/* Connects over TCP to host:port. Name resolution (getaddrinfo) runs off the
+ * loop, on the weft_to_thread pool; every address is tried in turn. */
+int weft_tcp_connect(const char *host, int port, int64_t deadline, int *fd);
+/* Listens on host:port (host NULL = "127.0.0.1"; port 0 = any free port;
+ * SO_REUSEADDR). *port_out (may be NULL) gets the bound port. */
+int weft_tcp_listen(const char *host, int port, int backlog, int *fd, int *port_out);
+int weft_accept(int lfd, int64_t deadline, int *fd);
+/* Reads what is there (at most n, at least 1 byte); *got = 0 at end of file. */
+int weft_read(int fd, void *buf, size_t n, int64_t deadline, size_t *got);
+/* Reads exactly n bytes: WEFT_EIO (end of file first; *got, if not NULL,
+ * says how many came). */
+int weft_read_exactly(int fd, void *buf, size_t n, int64_t deadline, size_t *got);
+int weft_write_all(int fd, const void *buf, size_t n, int64_t deadline);
+/* Stops watching fd on this thread's loop and closes it. */
+int weft_close(int fd);
+
+/* ---- HTTP client (libcurl). */
+typedef struct weft_http_response {
+  int status;            /* HTTP status, e.g. 200 (0 if no response) */
+  size_t body_size;
+  unsigned char *body;   /* weft-allocated; free with weft_http_response_free */
+  char error[128];       /* what went wrong, "" on success */
+} weft_http_response;
+
+/*
+ * GET url. *resp is always zeroed first, so weft_http_response_free is
+ * always safe. In a task: asynchronous, through curl's multi socket
+ * interface driven by the task's loop (its fds and timers; no busy
+ * polling), so many fetches wait at once. Elsewhere: blocking, on one easy
+ * handle per thread, so connections stay alive between calls. Redirects are
+ * not followed. Returns 0 for a 2xx-3xx response; WEFT_EHTTP for 4xx/5xx
+ * (status and body filled in, error "HTTP 404"). Otherwise the body is NULL
+ * and resp->error says why: WEFT_ECONNREFUSED, WEFT_EDNS, WEFT_ETIMEDOUT (a
+ * deadline already passed sends nothing), WEFT_ECANCELED, WEFT_EIO
+ * (connection lost or reset, bad reply), WEFT_EINVAL (bad URL, a scheme
+ * other than http/https, url or resp NULL), WEFT_ENOMEM.
+ */
+int weft_http_get(const char *url, int64_t deadline, weft_http_response *resp);
+/* Always the blocking easy interface, even in a task: it blocks the whole
+ * loop (the study's "IO that blocks"; the blocking detector will say so). */
+int weft_http_get_blocking(const char *url, int64_t deadline, weft_http_response *resp);
+/* Frees the body and resets it to NULL/0; calling it twice is fine; NULL
+ * ignored. */
+void weft_http_response_free(weft_http_response *resp);
+
+/* ---- a small HTTP/1.1 server on a loop. */
+typedef struct weft_http_request {
+  const char *method;  /* NUL-terminated */
+  const char *target;  /* the request target, e.g. "/site/3?x=1" */
+  const unsigned char *body;
+  size_t body_size;
+  int keep_alive;      /* the connection stays open after the reply */
+} weft_http_request;
+
+typedef struct weft_http_reply weft_http_reply;
+/* Sets the reply (status, a Content-Type or NULL, the body, copied). */
+int weft_http_reply_set(weft_http_reply *rep, int status, const char *content_type,
+                        const void *body, size_t size);
+/* Runs in its connection's task: it may await (weft_sleep, ...). Returning
+ * non-zero without a reply set sends 500. */
+typedef int (*weft_http_handler)(const weft_http_request *req, weft_http_reply *rep, void *arg);
+
+typedef struct weft_http_server_opts {
+  const char *host;        /* NULL = "127.0.0.1" */
+  int port;                /* 0 = a free port */
+  size_t max_header_bytes; /* 0 = 8 KiB: larger headers get 431 */
+  size_t max_body_bytes;   /* 0 = 1 MiB: larger bodies get 413 */
+  int64_t idle_timeout_ms; /* keep-alive idle limit; 0 = 10 s */
+} weft_http_server_opts;
+
+typedef struct weft_http_server weft_http_server;
+/* Starts serving on the loop (which must run for requests to be served).
+ * Loop thread. 0, WEFT_EINVAL, WEFT_ENOMEM, or a negated errno
+ * (-EADDRINUSE). */
+int weft_http_server_start(weft_http_server **out, weft_loop *loop,
+                           const weft_http_server_opts *opts, weft_http_handler h, void *arg);
+int weft_http_server_port(const weft_http_server *srv);
+/* Stops accepting, closes every connection (cancelling their tasks), frees
+ * the server. Loop thread. */
+void weft_http_server_stop(weft_http_server *srv);
+
+/* The study's ten sites (shared/spec/study-workload.md): GET /site/<0-9>
+ * waits that site's latency x scale on the loop, then sends its body of
+ * deterministic bytes; anything else is 404. `arg` is a pointer to a double
+ * (the scale, > 0), read at each request. */
+int weft_sites_handler(const weft_http_request *req, weft_http_reply *rep, void *arg);
+/* The ten sites' latency (ms at scale 1) and body size; the byte at offset i
+ * of site s's body. */
+#define WEFT_SITES 10
+int weft_site_latency_ms(int site);
+size_t weft_site_size(int site);
+unsigned char weft_site_byte(int site, size_t i);
 
 #ifdef __cplusplus
 }

@@ -7,13 +7,18 @@
 set -euo pipefail
 
 # Compile and install the library.
-build_pkgs=(build-essential gcc make cmake pkg-config)
+# libcurl: the HTTP client (blocking and multi socket).
+build_pkgs=(build-essential gcc make cmake pkg-config libcurl4-openssl-dev)
 # `make test`: the gcc and clang sanitizer builds (clang's sanitizer runtimes
 # are only a Recommends of clang, so named here), valgrind; the bench peers are
 # included so that CI proves they build.
 test_pkgs=("${build_pkgs[@]}" clang libclang-rt-dev valgrind python3 libuv1-dev libomp-dev)
 # `make bench`: the peers libuv and OpenMP (libgomp comes with gcc; clang needs libomp).
-bench_pkgs=("${build_pkgs[@]}" clang libuv1-dev libomp-dev python3)
+# The async benchmark: wrk drives the HTTP servers, nginx is the peer server,
+# Go (golang-go) the goroutine peer; python3-httpx and python3-requests are
+# the study's Python clients.
+bench_pkgs=("${build_pkgs[@]}" clang libuv1-dev libomp-dev python3 wrk nginx-light golang-go
+  python3-httpx python3-requests)
 
 job=${1:-all}
 case "$job" in

@@ -11,6 +11,8 @@
 #                                valgrind memcheck with WEFT_TEST_SCALE=0.02
 #                                (cases labelled novalgrind, the README examples
 #                                and the install test run natively)   every test
+#   fuzz      (a temp dir)       the HTTP request parser under libFuzzer
+#                                (scripts/fuzz.sh, FUZZ_SECONDS, default 60)
 #
 # and one more on request:
 #   install   build/memcheck     ctest -L install: install into build/memcheck/stage,
@@ -30,8 +32,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 jobs=${JOBS:-2}
 build=${BUILD:-build}
-all_stages=(gcc clang tsan memcheck)
-known_stages=(gcc clang tsan memcheck install)
+all_stages=(gcc clang tsan memcheck fuzz)
+known_stages=(gcc clang tsan memcheck install fuzz)
 if [ $# -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:detect_stack_use_after_return=1}
@@ -118,6 +120,20 @@ run() {
         run_ctest "$stage" "$dir" -- -L install
       else
         run_ctest "$stage" "$dir" --
+      fi
+      ;;
+    fuzz)
+      # The HTTP request parser under libFuzzer (clang, ASan+UBSan), for a
+      # bounded time (FUZZ_SECONDS, default 60); one test: crash or not.
+      local log=$build/fuzz.log
+      bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tee "$log"
+      if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+        total_pass=$((total_pass + 1))
+        report+=("$(printf '%-9s %4d tests %4d failed  %4ds  %s' fuzz 1 0 $((SECONDS - stage_start)) ok)")
+      else
+        total_fail=$((total_fail + 1))
+        report+=("$(printf '%-9s %4d tests %4d failed  %4ds  %s' fuzz 1 1 $((SECONDS - stage_start)) FAILED)")
+        return 1
       fi
       ;;
     *)

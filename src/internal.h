@@ -89,6 +89,15 @@ void weft__future_free_detached(weft_future *f);
 void weft__future_complete_running(weft_future *f, int code, void *data, size_t size, char *msg);
 /* PENDING -> RUNNING; false if it was cancelled (or is not pending). */
 bool weft__future_start(weft_future *f);
+/* Sets a hook run by the first weft_future_cancel of f while it runs (in the
+ * cancelling thread; the caller of cancel holds a reference, so f is alive,
+ * but `owner` must stay valid for as long as f can be cancelled: the async
+ * task layer passes its loop). `tag` is kept for the owner
+ * (weft__future_tag), e.g. the task, which may be gone by the time the hook
+ * runs. Set before f starts running. */
+void weft__future_set_cancel_hook(weft_future *f, void (*hook)(weft_future *, void *),
+                                  void *owner, void *tag);
+void *weft__future_tag(const weft_future *f);
 /* Nonzero if cancellation was asked while running. */
 bool weft__future_cancel_requested(const weft_future *f);
 
@@ -155,6 +164,8 @@ typedef enum weft__sizing {
 typedef struct weft__backend {
   const char *name;
   weft__sizing sizing;
+  /* Map chunks default to one item (async: every item its own task). */
+  bool one_item_per_trip;
   /* Sets up ex->impl. ex->workers/chunksize/max_inflight hold the resolved
    * options. Returns 0 or a WEFT_E* code (then nothing is left behind). */
   int (*init)(weft_executor *ex);
@@ -212,6 +223,7 @@ extern const weft__backend weft__backend_thread;
 extern const weft__backend weft__backend_thread_pool;
 extern const weft__backend weft__backend_process;
 extern const weft__backend weft__backend_process_pool;
+extern const weft__backend weft__backend_async;
 
 /* ---- the function registry (core/registry.c): held across the fork of
  * the process fork server (exec/proc_zygote.c). */

@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *const KINDS[] = {"inline", "thread", "thread_pool"};
-#define NKINDS 3
+static const char *const KINDS[] = {"inline", "thread", "thread_pool", "async"};
+#define NKINDS 4
 #define FOR_EACH_KIND(k) for (int k = 0; k < NKINDS; k++)
 
 static weft_executor *make(const char *kind, int workers, size_t chunk, size_t inflight) {
@@ -388,6 +388,9 @@ TEST(map_deadline_returns_on_time) {
 
 TEST(shutdown_finish_runs_pending) {
   for (int k = 1; k < NKINDS; k++) {
+    /* Needs two tasks blocked at once in their threads: async has one loop
+     * thread, and a task that blocks it (not awaiting) holds it alone. */
+    if (!strcmp(KINDS[k], "async")) continue;
     ASSERT_OK(weft_event_create(&g_gate));
     atomic_store(&g_entered, 0);
     weft_executor *ex = make(KINDS[k], 2, 0, 0);
@@ -417,6 +420,9 @@ TEST(shutdown_finish_runs_pending) {
 
 TEST(shutdown_cancel_keeps_running_cancels_pending) {
   for (int k = 1; k < NKINDS; k++) {
+    /* Needs two tasks blocked at once in their threads: async has one loop
+     * thread, and a task that blocks it (not awaiting) holds it alone. */
+    if (!strcmp(KINDS[k], "async")) continue;
     ASSERT_OK(weft_event_create(&g_gate));
     atomic_store(&g_entered, 0);
     weft_executor *ex = make(KINDS[k], 2, 0, 0);

@@ -73,6 +73,12 @@ struct weft_future {
   void *data;
   size_t size;
   weft__job job; /* the submit job lives here: one allocation per task */
+  /* Called (once, by the first weft_future_cancel of a running future, in
+   * that caller's thread) so that the owner can interrupt running work; an
+   * async task's wakes the task. NULL for executor futures. */
+  void (*cancel_hook)(weft_future *f, void *owner);
+  void *owner;
+  void *tag; /* the owner's per-future pointer (an async task's task) */
   alignas(16) unsigned char inl[WEFT__INLINE_RESULT];
 };
 
@@ -253,6 +259,9 @@ static weft_future *future_new(int refs) {
   f->msg = NULL;
   f->data = NULL;
   f->size = 0;
+  f->cancel_hook = NULL;
+  f->owner = NULL;
+  f->tag = NULL;
   return f;
 }
 
@@ -271,6 +280,13 @@ weft_future *weft__future_new(int refs) {
   return f;
 }
 weft__job *weft__future_job(weft_future *f) { return &f->job; }
+void weft__future_set_cancel_hook(weft_future *f, void (*hook)(weft_future *, void *),
+                                  void *owner, void *tag) {
+  f->cancel_hook = hook;
+  f->owner = owner;
+  f->tag = tag;
+}
+void *weft__future_tag(const weft_future *f) { return f->tag; }
 weft_future *weft__job_future(weft__job *job) {
   return (weft_future *)((char *)job - offsetof(weft_future, job));
 }
@@ -341,8 +357,10 @@ bool weft__future_start(weft_future *f) {
   unsigned w = atomic_load_explicit(&f->word, memory_order_relaxed);
   for (;;) {
     if (st_of(w) != WEFT_PENDING) return false;
+    /* Release: a cancel hook set before the start is visible to whoever
+     * cancels the running future (their fetch_or acquires). */
     if (atomic_compare_exchange_weak_explicit(&f->word, &w, (w & ~ST_MASK) | WEFT_RUNNING,
-                                              memory_order_acquire, memory_order_relaxed))
+                                              memory_order_acq_rel, memory_order_relaxed))
       return true;
   }
 }
@@ -590,7 +608,9 @@ int weft_future_cancel(weft_future *f) {
         return 0;
       }
     } else if (s == WEFT_RUNNING || s == ST_COMPLETING) {
-      atomic_fetch_or_explicit(&f->word, F_CANCEL_REQ, memory_order_relaxed);
+      unsigned old = atomic_fetch_or_explicit(&f->word, F_CANCEL_REQ, memory_order_acquire);
+      if (!(old & F_CANCEL_REQ) && st_of(old) == WEFT_RUNNING && f->cancel_hook)
+        f->cancel_hook(f, f->owner);
       return WEFT_EBUSY;
     } else {
       return WEFT_EBUSY;

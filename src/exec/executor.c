@@ -26,6 +26,7 @@ static const weft__backend *const backends[] = {
     &weft__backend_inline,
     &weft__backend_thread,
     &weft__backend_thread_pool,
+    &weft__backend_async,
     &weft__backend_process,
     &weft__backend_process_pool,
     NULL,

@@ -230,7 +230,9 @@ static size_t auto_chunk(size_t n, int workers) {
 static int batch_new(batch **out, weft_executor *ex, weft_fn fn, const void *items,
                      size_t item_size, size_t n, bool ordered, bool fixed, size_t result_size) {
   int workers = ex->workers > 0 ? ex->workers : weft_cpu_count();
-  size_t chunk = ex->chunksize ? ex->chunksize : auto_chunk(n, workers);
+  size_t chunk = ex->chunksize                ? ex->chunksize
+                 : ex->be->one_item_per_trip ? 1
+                                             : auto_chunk(n, workers);
   size_t window = ex->max_inflight;
   if (window) {
     if (chunk > window) chunk = window;
