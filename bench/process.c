@@ -405,6 +405,7 @@ static void finish(const char *impl, weft_executor *ex) {
 }
 
 static const char *kind_of(const meas *m) {
+  if (strncmp(m->impl, "weft.inline.", 12) == 0) return "inline";
   return strncmp(m->impl, "weft.process_pool.", 18) == 0 ? "process_pool" : "process";
 }
 
@@ -483,6 +484,11 @@ static meas ms[] = {
       BATCH, run_weft_map),
     W("weft.process.submit_wait", "one process per task: submit one payload + wait", ECHO, SEQ,
       run_weft_seq),
+    /* What the map itself costs with no process at all (the task writes
+     * into the map's result slot, the map copies it to the caller): the
+     * in-process floor for weft.process_pool.map_chunk1 echo. */
+    P("weft.inline.map_chunk1", "in-process floor: inline executor, one map, chunksize 1", ECHO,
+      BATCH, run_weft_map),
 #endif
     P("python.mp_pool.apply", "multiprocessing.Pool.apply, in turn", SMALL, SEQ, NULL),
     P("python.futures.submit", "ProcessPoolExecutor.submit().result(), in turn", SMALL, SEQ,

@@ -449,6 +449,7 @@ TEST(crash_injection_imap) /* labels: novalgrind */ {
     ASSERT_OK(weft_imap_next(it, LONG_DEADLINE, &item));
     ASSERT_EQ(item.index, i);
     if (mode_of(i) == OK_) {
+      if (item.error) fprintf(stderr, "item %d failed: %s\n", i, item.errmsg ? item.errmsg : "no message");
       ASSERT_RC(item.error, 0);
       int64_t v;
       ASSERT_EQ(item.size, sizeof v);
@@ -1196,6 +1197,286 @@ TEST(address_space_exhausted) /* labels: novalgrind */ {
   pid_t pid = fork();
   ASSERT_TRUE(pid >= 0);
   if (pid == 0) _exit(child_without_address_space());
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  ASSERT_EQ(WEXITSTATUS(st), 0);
+#endif
+}
+
+/* ---- pipelining: a map's next chunk waits in a busy worker's socket ---- */
+
+/* A large item: its crash mode first, then bytes the result must echo. */
+enum { BIG_ITEM = 96 << 10 }; /* above SHM_MIN: every item goes through a region */
+static int crashy_big(const void *in, size_t n, weft_out *out) {
+  struct crash_in c;
+  if (n < sizeof c) return WEFT_EINVAL;
+  memcpy(&c, in, sizeof c);
+  if (c.mode != OK_) return crashy(in, sizeof c, out);
+  return weft_out_set(out, in, n);
+}
+WEFT_REGISTER(crashy_big);
+
+static void fill_big(unsigned char *p, int i) {
+  struct crash_in c = {.value = i, .mode = mode_of(i)};
+  for (size_t k = 0; k < BIG_ITEM; k++) p[k] = (unsigned char)(k * 7 + (size_t)i);
+  memcpy(p, &c, sizeof c);
+}
+
+/* Large items, one per chunk, two workers: chunks go out while the workers
+ * run, through both input and both output regions; every byte comes back
+ * in place, and each worker maps at most two regions of each kind. */
+TEST(pipelined_map_large_items) {
+  weft_executor *ex = make("process_pool", 2, 1);
+  enum { N = 40 };
+  unsigned char *in = malloc((size_t)N * BIG_ITEM), *out = malloc((size_t)N * BIG_ITEM);
+  ASSERT_TRUE(in && out);
+  for (int i = 0; i < N; i++) fill_big(in + (size_t)i * BIG_ITEM, i % 20 == 7 ? 0 : i);
+  int errs[N];
+  ASSERT_OK(weft_executor_map(ex, crashy_big, in, BIG_ITEM, N, out, BIG_ITEM, errs,
+                              LONG_DEADLINE));
+  for (int i = 0; i < N; i++) {
+    ASSERT_RC(errs[i], 0);
+    if (memcmp(in + (size_t)i * BIG_ITEM, out + (size_t)i * BIG_ITEM, BIG_ITEM) != 0)
+      WT_FAIL("item %d differs", i);
+  }
+  for (int w = 0; w < 4; w++) {
+    weft_future *f;
+    ASSERT_OK(weft_executor_submit(ex, count_maps, NULL, 0, &f));
+    ASSERT_OK(weft_future_wait(f, LONG_DEADLINE));
+    ASSERT_OK(weft_future_error(f));
+    const void *d;
+    size_t n;
+    ASSERT_OK(weft_future_result(f, &d, &n));
+    int64_t counts[2];
+    memcpy(counts, d, sizeof counts);
+    ASSERT_LE(counts[0], 2);
+    ASSERT_LE(counts[1], 2);
+    weft_future_release(f);
+  }
+  free(in);
+  free(out);
+  weft_executor_destroy(ex);
+}
+
+/* Results of changing sizes while chunks are queued behind: the output
+ * regions grow under a worker that has the next chunk waiting. */
+TEST(pipelined_results_grow) {
+  weft_executor *ex = make("process_pool", 2, 1);
+  enum { N = 24 };
+  uint64_t sizes[N];
+  for (int i = 0; i < N; i++)
+    sizes[i] = i % 4 == 0 ? 100 : i % 4 == 1 ? (70u << 10) : i % 4 == 2 ? (1u << 20) + 1 : (3u << 20) + (uint64_t)i;
+  weft_imap *it;
+  ASSERT_OK(weft_executor_imap(ex, grow, sizes, sizeof sizes[0], N, &it));
+  for (int i = 0; i < N; i++) {
+    weft_item item;
+    ASSERT_OK(weft_imap_next(it, LONG_DEADLINE, &item));
+    ASSERT_EQ(item.index, i);
+    ASSERT_RC(item.error, 0);
+    ASSERT_UEQ(item.size, sizes[i]);
+    const unsigned char *d = item.data;
+    for (size_t k = 0; k < item.size; k += 4093)
+      if (d[k] != 0xab) WT_FAIL("item %d byte %zu", i, k);
+    if (d[item.size - 1] != 0xab) WT_FAIL("item %d last byte", i);
+  }
+  weft_imap_destroy(it);
+  weft_executor_destroy(ex);
+}
+
+/* Crashes among large pipelined items: each crash fails its own item, the
+ * chunk queued behind it runs on the replacement, nothing else is lost. */
+TEST(pipelined_crashes_large_items) /* labels: novalgrind */ {
+  weft_executor *ex = make("process_pool", 2, 1);
+  enum { N = 100 };
+  unsigned char *in = malloc((size_t)N * BIG_ITEM);
+  ASSERT_TRUE(in != NULL);
+  for (int i = 0; i < N; i++) fill_big(in + (size_t)i * BIG_ITEM, i);
+  weft_imap *it;
+  ASSERT_OK(weft_executor_imap(ex, crashy_big, in, BIG_ITEM, N, &it));
+  int good = 0, bad = 0;
+  for (int i = 0; i < N; i++) {
+    weft_item item;
+    ASSERT_OK(weft_imap_next(it, LONG_DEADLINE, &item));
+    ASSERT_EQ(item.index, i);
+    if (mode_of(i) == OK_) {
+      ASSERT_RC(item.error, 0);
+      ASSERT_UEQ(item.size, (size_t)BIG_ITEM);
+      if (memcmp(item.data, in + (size_t)i * BIG_ITEM, BIG_ITEM) != 0) WT_FAIL("item %d differs", i);
+      good++;
+    } else {
+      ASSERT_RC(item.error, WEFT_ECRASHED);
+      check_cause(item.errmsg, mode_of(i));
+      bad++;
+    }
+  }
+  weft_imap_destroy(it);
+  ASSERT_EQ(good, 95);
+  ASSERT_EQ(bad, 5);
+  ASSERT_EQ(run_square(ex, 12), 144);
+  free(in);
+  weft_executor_destroy(ex);
+}
+
+/* One worker, chunks of one item: item 2 blocks and times out while item 3
+ * waits behind it in the worker's socket; only item 2 fails. */
+TEST(pipelined_timeout_fails_one_item) /* labels: novalgrind */ {
+  weft_executor *ex = make("process_pool", 1, 1);
+  configure(ex, (weft__process_opts){.task_timeout_ms = 150});
+  int64_t in[6], out[6];
+  int errs[6];
+  for (int i = 0; i < 6; i++) in[i] = i;
+  ASSERT_RC(weft_executor_map(ex, block_at, in, sizeof in[0], 6, out, sizeof out[0], errs,
+                              LONG_DEADLINE),
+            WEFT_ETIMEDOUT);
+  for (int i = 0; i < 6; i++) {
+    if (i == 2) {
+      ASSERT_RC(errs[i], WEFT_ETIMEDOUT);
+    } else {
+      ASSERT_RC(errs[i], 0);
+      ASSERT_EQ(out[i], (int64_t)i * i);
+    }
+  }
+  weft_executor_destroy(ex);
+}
+
+/* A submitted task never goes behind a busy worker: it stays queued, so it
+ * can still be cancelled before it starts. */
+TEST(queued_submit_not_pipelined) {
+  weft_executor *ex = make("process_pool", 1, 0);
+  weft_future *run, *q;
+  ASSERT_OK(weft_executor_submit(ex, blocker, NULL, 0, &run));
+  wait_running(run);
+  static int64_t v = 5;
+  ASSERT_OK(weft_executor_submit(ex, square, &v, sizeof v, &q));
+  /* No signal says "the monitor chose not to send it": watch it stay
+   * pending for a while (the submit woke the monitor, which would have
+   * sent it within microseconds). */
+  int64_t until = weft_deadline_in(50);
+  while (!weft__deadline_passed(until)) {
+    ASSERT_EQ(weft_future_state(q), WEFT_PENDING);
+    sched_yield();
+  }
+  ASSERT_OK(weft_future_cancel(q));
+  ASSERT_EQ(weft_future_state(q), WEFT_CANCELLED);
+  ASSERT_RC(weft_future_cancel(run), WEFT_EBUSY);
+  ASSERT_OK(weft_future_wait(run, LONG_DEADLINE));
+  ASSERT_RC(weft_future_error(run), WEFT_ECANCELED);
+  weft_future_release(run);
+  weft_future_release(q);
+  ASSERT_EQ(run_square(ex, 7), 49);
+  weft_executor_destroy(ex);
+}
+
+/* A map that gives up (its deadline) while chunks wait behind a blocked
+ * worker: the map returns, the worker is killed, the pool works on. */
+TEST(pipelined_map_deadline) {
+  weft_executor *ex = make("process_pool", 1, 1);
+  int64_t in[4] = {2, 2, 2, 2}, out[4];
+  ASSERT_RC(weft_executor_map(ex, block_at, in, sizeof in[0], 4, out, sizeof out[0], NULL,
+                              weft_deadline_in(200)),
+            WEFT_ETIMEDOUT);
+  ASSERT_EQ(run_square(ex, 9), 81);
+  weft_executor_destroy(ex);
+}
+
+/* Chunks sent behind a worker's first job (which carries the initializer)
+ * see the initializer's state: it ran once per worker, before any of them. */
+TEST(pipelined_map_with_initializer) {
+  weft_executor *ex = make("process_pool", 2, 1);
+  int64_t arg = 99;
+  configure(ex, (weft__process_opts){.initializer = init_worker, .init_arg = &arg,
+                                     .init_arg_size = sizeof arg});
+  enum { N = 200 };
+  static struct init_seen out[N];
+  ASSERT_OK(weft_executor_map(ex, read_init, NULL, 0, N, out, sizeof out[0], NULL,
+                              LONG_DEADLINE));
+  for (int i = 0; i < N; i++) {
+    ASSERT_EQ(out[i].value, 99);
+    ASSERT_EQ(out[i].runs, 1);
+  }
+  weft_executor_destroy(ex);
+}
+
+/* With recycling no chunk is queued behind a worker (it would be closed
+ * with the chunk in its socket): a map still completes, each process runs
+ * at most max_tasks_per_worker items. */
+TEST(map_with_recycling) {
+  weft_executor *ex = make("process_pool", 2, 1);
+  configure(ex, (weft__process_opts){.max_tasks_per_worker = 3});
+  enum { N = 30 };
+  static struct init_seen out[N];
+  ASSERT_OK(weft_executor_map(ex, read_init, NULL, 0, N, out, sizeof out[0], NULL,
+                              LONG_DEADLINE));
+  for (int i = 0; i < N; i++) {
+    int same = 0;
+    for (int k = 0; k < N; k++) same += out[k].pid == out[i].pid;
+    ASSERT_LE(same, 3);
+  }
+  weft_executor_destroy(ex);
+}
+
+#ifndef WEFT_TEST_SANITIZED
+/* A map of large items while the program has no address space left for
+ * new regions: chunks that cannot get an input region wait for a free
+ * worker (their items then go through the socket) instead of being queued
+ * behind a busy one; every item gets its result or a clear error, nothing
+ * hangs, and with memory back the pool works as before. */
+static int child_map_without_address_space(void) {
+  enum { N = 8, SZ = 3 << 20 }; /* 3 MiB: the regions made so far (1 MiB) are too small */
+  unsigned char *in = malloc((size_t)N * SZ), *out = malloc((size_t)N * SZ);
+  if (!in || !out) return 30;
+  for (size_t k = 0; k < (size_t)N * SZ; k++) in[k] = (unsigned char)(k * 13 + 1);
+  memset(out, 0, (size_t)N * SZ);
+  weft_executor *ex = make("process_pool", 1, 1);
+  round_trip(ex, 100u << 10); /* regions of 1 MiB exist */
+  long kib = vm_size_kib();
+  if (kib <= 0) return 31;
+  struct rlimit rl;
+  getrlimit(RLIMIT_AS, &rl);
+  struct rlimit low = {(rlim_t)(kib + 2 * 1024) * 1024, rl.rlim_max};
+  if (setrlimit(RLIMIT_AS, &low) != 0) return 32;
+  /* imap: no result slab to allocate, so the map itself can start */
+  weft_imap *it;
+  int rc = weft_executor_imap(ex, echo, in, SZ, N, &it);
+  int got = 0, failed = 0;
+  if (rc == 0) {
+    for (int i = 0; i < N; i++) {
+      weft_item item;
+      if (weft_imap_next(it, LONG_DEADLINE, &item) != 0) return 33;
+      if (item.index != (size_t)i) return 38;
+      if (item.error == 0) {
+        if (item.size != SZ || memcmp(in + (size_t)i * SZ, item.data, SZ) != 0) return 34;
+        got++;
+      } else if (item.error == WEFT_ENOMEM || item.error == WEFT_ECRASHED) {
+        failed++;
+      } else {
+        return 35;
+      }
+    }
+    weft_imap_destroy(it);
+  } else if (rc != WEFT_ENOMEM) {
+    return 37;
+  }
+  setrlimit(RLIMIT_AS, &rl);
+  fprintf(stderr, "imap of %d x 3 MiB under RLIMIT_AS: %s, %d results, %d errors\n", N,
+          weft_err_name(rc), got, failed);
+  ASSERT_OK(weft_executor_map(ex, echo, in, SZ, N, out, SZ, NULL, LONG_DEADLINE));
+  if (memcmp(in, out, (size_t)N * SZ) != 0) return 36;
+  weft_executor_destroy(ex);
+  free(in);
+  free(out);
+  return 0;
+}
+#endif
+
+TEST(map_without_address_space) /* labels: novalgrind */ {
+#ifdef WEFT_TEST_SANITIZED
+  fprintf(stderr, "skipped: sanitizers reserve more address space than RLIMIT_AS can allow\n");
+#else
+  pid_t pid = fork();
+  ASSERT_TRUE(pid >= 0);
+  if (pid == 0) _exit(child_map_without_address_space());
   int st;
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st));

@@ -114,9 +114,13 @@ static struct lot_stripe *lot_multi(void) {
 }
 
 static void lot_wake(struct lot_stripe *s) {
+  /* Taking the lock orders the wake after any waiter's check of the state
+   * (it checks and sleeps under the lock); broadcasting after unlocking
+   * spares the woken thread a trip into a still-held mutex. The stripes are
+   * static, so the condition variable outlives the unlock. */
   pthread_mutex_lock(&s->mu);
-  pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
+  pthread_cond_broadcast(&s->cv);
 }
 
 static inline unsigned st_of(unsigned w) { return w & ST_MASK; }

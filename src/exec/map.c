@@ -269,7 +269,10 @@ static int batch_new(batch **out, weft_executor *ex, weft_fn fn, const void *ite
   b->free_ids = weft__calloc(nrec, sizeof *b->free_ids);
   b->subq = weft__calloc(nrec, sizeof *b->subq);
   b->doneq = weft__calloc(nrec, sizeof *b->doneq);
-  if (fixed) b->slab = weft__calloc(nrec * chunk, result_size ? result_size : 1);
+  if (fixed) { /* not zeroed: every slot is written before it is read */
+    size_t rs = result_size ? result_size : 1;
+    if (nrec * chunk <= SIZE_MAX / rs) b->slab = weft__malloc(nrec * chunk * rs);
+  }
   bool ok = b->recs && b->slot_mem && b->free_ids && b->subq && b->doneq && (!fixed || b->slab);
   if (ok && pthread_mutex_init(&b->mu, NULL) != 0) ok = false;
   if (ok && weft__cond_init(&b->cv) != 0) {

@@ -14,14 +14,33 @@
  * items; the worker answers each item in order with a rsp header, the
  * failure message and the result bytes. Native byte order: same machine.
  *
- * Large payloads (SHM_MIN bytes or more) skip the socket: the items of a
- * job go in the slot's input region, a memfd the parent creates, maps and
- * reuses for every job of that worker (a new, larger one when needed: its
- * fd rides on the req with SCM_RIGHTS, shm_size > 0); a large result goes
- * in the worker's output region, a memfd the worker creates and reuses the
- * same way (fd on the rsp). The parent copies a result out, then sends one
- * ack byte; the worker reads it before it writes that region again or reads
- * its next req. Regions are reused so their pages are faulted in once.
+ * Large payloads (SHM_MIN bytes or more) skip the socket. A job's items go
+ * in one of the slot's two input regions (req.region: 0 or 1), memfds the
+ * parent creates, maps and reuses for every job of that worker (a new,
+ * larger one when needed: its fd rides on the req with SCM_RIGHTS,
+ * shm_size > 0). Two, so that the next job of a map can be written and
+ * sent while the worker still reads the current one; a region is written
+ * again only after every item of the job in it has been answered.
+ *
+ * A large result goes in one of the worker's two output regions
+ * (rsp.region), memfds the worker creates (fd on the rsp, shm_size > 0 =
+ * the whole region) and reuses: an out_ctl header, then the result at
+ * OUT_HDR. Two, so that a worker with a job queued behind (pipelining) can
+ * write the next result while the parent copies the last one. A task
+ * writes its result in a free region directly (no copy in the worker). A
+ * region is free when the parent has acked every result written in it:
+ * the worker counts those, the parent counts its acks in out_ctl.acked
+ * once it has copied a result out (a futex wake only if the worker sleeps
+ * on it). So an ack costs no message and wakes nobody who does not wait,
+ * and a req can be queued behind a running job without ordering trouble.
+ * (A parent that cannot map a region's head cannot ack: it has the worker
+ * killed. A worker waiting for an ack gives up when its socket closes.)
+ * Regions are reused so their pages are faulted in once.
+ *
+ * An fd rides on the first bytes of its req or rsp. Both sides read ahead
+ * through a buffer, so a read may bring the next message's fd before the
+ * current message is parsed: fds are queued in arrival order, and each
+ * message that announces one (shm_size > 0) takes the oldest.
  */
 #ifndef WEFT_PROC_WIRE_H
 #define WEFT_PROC_WIRE_H
@@ -59,23 +78,30 @@ struct req {
   uint64_t item_size;
   uint64_t count;
   uint64_t max_result; /* a bigger result fails its item with WEFT_ETOOBIG */
-  uint32_t flags;      /* WIRE_SHM: the items are in the input region */
-  uint32_t pad;
-  uint64_t shm_size;   /* > 0: a new input region of this size rides along */
+  uint32_t flags;      /* WIRE_SHM: the items are in input region `region` */
+  uint32_t region;     /* 0 or 1 */
+  uint64_t shm_size;   /* > 0: a new input region `region` of this size rides along */
 };
 
 struct rsp {
   int32_t code;
   uint32_t msg_len;
   uint64_t size;
-  uint32_t flags;    /* WIRE_SHM: the result is in the output region */
-  uint32_t pad;
-  uint64_t shm_size; /* > 0: a new output region of this size rides along */
+  uint32_t flags;    /* WIRE_SHM: the result is in output region `region` */
+  uint32_t region;   /* 0 or 1 */
+  uint64_t shm_size; /* > 0: a new output region of this size (header included) rides along */
+};
+
+/* The head of an output region, shared by the worker and the parent. */
+struct out_ctl {
+  _Atomic uint32_t acked;   /* parent: results of this region copied out */
+  _Atomic uint32_t waiting; /* worker: asleep on `acked` (futex) */
 };
 
 enum { WIRE_SHM = 1 };
 #define SHM_MIN ((size_t)64 << 10)
-#define SHM_FIRST ((size_t)1 << 20) /* smallest region */
+#define SHM_FIRST ((size_t)1 << 20) /* smallest region (data bytes) */
+#define OUT_HDR ((size_t)64)          /* output region: out_ctl, then the result */
 
 /* Settings of a process executor beyond weft_executor_opts' common fields
  * (all 0 = defaults), set with weft__process_configure before its first

@@ -33,7 +33,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -108,31 +110,6 @@ int weft__zmsg_recv(int sock, struct zmsg *m, int *fd, int dontwait) {
 
 /* ---- the worker ---- */
 
-static int read_full(int fd, void *p, size_t n) {
-  unsigned char *b = p;
-  while (n) {
-    ssize_t r = read(fd, b, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    b += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-/* Reads exactly n bytes; an fd passed along (SCM_RIGHTS) lands in *passed
- * (it must be -1 on entry). */
-static int read_full_fd(int fd, void *p, size_t n, int *passed) {
-  unsigned char *b = p;
-  while (n) {
-    ssize_t r = weft__recv_fd(fd, b, n, 0, passed);
-    if (r <= 0) return -1;
-    b += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
 /* Sends every byte of iov; passfd >= 0 rides on the first byte. */
 int weft__send_iov(int fd, struct iovec *iov, int niov, int passfd) {
   union fd_cmsg u;
@@ -166,71 +143,167 @@ static int run_one(weft_fn fn, const char *name, const unsigned char *in, size_t
   return weft__out_code(out, fn(in, size, out));
 }
 
-/* Runs jobs from `fd` until EOF. Never returns. A failed initializer fails
- * every later item of this worker with its code and message. */
-/* The worker's output region (see proc_wire.h). */
-static unsigned char *out_base;
-static size_t out_cap;
-static bool out_pending; /* the parent has not acked the last result in it */
+/* The worker reads its socket through a buffer: a small job (header,
+ * name, items) then costs one recvmsg, and jobs queued behind one another
+ * may come in together. An fd rides on the first bytes of its req; fds
+ * are queued in arrival order and each req that announces one (shm_size
+ * > 0) takes the oldest. */
+static unsigned char rbuf[16384];
+static size_t rb_off, rb_len;
+static int fdq[4];
+static int nfdq;
 
-static int take_ack(int fd) {
-  unsigned char ack;
-  if (out_pending && read_full(fd, &ack, 1)) return -1;
-  out_pending = false;
+/* Reads exactly n bytes: 0, or -1 at EOF or on an error. */
+static int rd(int fd, void *p, size_t n) {
+  unsigned char *b = p;
+  while (n) {
+    if (rb_off < rb_len) {
+      size_t k = n < rb_len - rb_off ? n : rb_len - rb_off;
+      memcpy(b, rbuf + rb_off, k);
+      rb_off += k;
+      b += k;
+      n -= k;
+      continue;
+    }
+    int passed = -1;
+    bool direct = n >= sizeof rbuf; /* a large read goes straight in */
+    ssize_t r = weft__recv_fd(fd, direct ? b : rbuf, direct ? n : sizeof rbuf, 0, &passed);
+    if (passed >= 0) {
+      if (nfdq < (int)(sizeof fdq / sizeof fdq[0])) fdq[nfdq++] = passed;
+      else close(passed); /* cannot happen: at most two reqs are in flight */
+    }
+    if (r <= 0) return -1;
+    if (direct) {
+      b += r;
+      n -= (size_t)r;
+    } else {
+      rb_off = 0;
+      rb_len = (size_t)r;
+    }
+  }
   return 0;
 }
 
-/* Makes the output region hold `size` bytes: 0, with *newfd >= 0 when a
- * new region must ride along with the answer; -1 if none can be had (the
- * result then goes through the socket). */
-static int out_region(size_t size, int *newfd) {
+/* The oldest fd received, or -1. */
+static int take_fd(void) {
+  if (nfdq == 0) return -1;
+  int fd = fdq[0];
+  memmove(fdq, fdq + 1, (size_t)--nfdq * sizeof fdq[0]);
+  return fd;
+}
+
+/* The worker's two output regions (see proc_wire.h): a result goes in one
+ * while the parent may still copy the last one out of the other. */
+static struct oreg {
+  unsigned char *base; /* the mapping: out_ctl, then at OUT_HDR the data */
+  size_t cap;          /* data bytes */
+  uint32_t made;       /* results written in it */
+} oreg[2];
+static int out_last; /* the region written last */
+
+static struct out_ctl *ctl_of(int r) { return (struct out_ctl *)(void *)oreg[r].base; }
+
+/* True when the parent has copied out every result written in region r. */
+static bool out_free(int r) {
+  return oreg[r].base &&
+         atomic_load_explicit(&ctl_of(r)->acked, memory_order_acquire) == oreg[r].made;
+}
+
+/* A free region, the older first; -1 if none. */
+static int out_pick(void) {
+  int older = 1 - out_last;
+  return out_free(older) ? older : out_free(out_last) ? out_last : -1;
+}
+
+/* Waits until region r is free. -1 if the parent is gone (it closed our
+ * socket: it will never ack). */
+static int out_wait(int fd, int r) {
+  struct out_ctl *c = ctl_of(r);
+  while (!out_free(r)) {
+    atomic_store(&c->waiting, 1);
+    uint32_t seen = atomic_load(&c->acked);
+    if (seen != oreg[r].made) {
+      /* Bounded, so that a parent that closed our socket is noticed. */
+      struct timespec ts = {0, 50 * 1000 * 1000};
+      long rc = syscall(SYS_futex, (uint32_t *)&c->acked, FUTEX_WAIT, seen, &ts, NULL, 0);
+      if (rc != 0 && errno == ETIMEDOUT) {
+        struct pollfd pf = {.fd = fd, .events = POLLRDHUP};
+        if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR))) return -1;
+      }
+    }
+    atomic_store(&c->waiting, 0);
+  }
+  return 0;
+}
+
+/* Makes the free (or absent) region r hold `size` bytes: 0, with *newfd >=
+ * 0 when a new region must ride along with the answer; -1 if none can be
+ * had (the result then goes through the socket). */
+static int out_region(int r, size_t size, int *newfd) {
   *newfd = -1;
-  if (size <= out_cap) return 0;
+  if (oreg[r].base && size <= oreg[r].cap) return 0;
   size_t cap = SHM_FIRST;
   while (cap < size) cap *= 2;
   int mfd = memfd_create("weft-out", MFD_CLOEXEC);
   if (mfd < 0) return -1;
   void *m = MAP_FAILED;
-  if (ftruncate(mfd, (off_t)cap) == 0) m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  if (ftruncate(mfd, (off_t)(OUT_HDR + cap)) == 0)
+    m = mmap(NULL, OUT_HDR + cap, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
   if (m == MAP_FAILED) {
     close(mfd);
     return -1;
   }
-  if (out_base) munmap(out_base, out_cap);
-  out_base = m;
-  out_cap = cap;
+  if (oreg[r].base) munmap(oreg[r].base, OUT_HDR + oreg[r].cap);
+  oreg[r] = (struct oreg){.base = m, .cap = cap}; /* zero-filled: acked == 0 */
   *newfd = mfd;
   return 0;
 }
 
+/* Puts a large result that is not in a region yet into one: its index, or
+ * -1 (then it goes through the socket); *newfd as out_region. */
+static int out_place(int fd, const void *data, size_t size, int *newfd) {
+  int r = out_pick();
+  if (r < 0) {
+    /* Both busy or absent: a second region before waiting for the first. */
+    r = !oreg[0].base ? 0 : !oreg[1].base ? 1 : 1 - out_last;
+    if (oreg[r].base && out_wait(fd, r)) _exit(0);
+  }
+  if (out_region(r, size, newfd)) return -1;
+  memcpy(oreg[r].base + OUT_HDR, data, size);
+  return r;
+}
+
+/* Runs jobs from `fd` until EOF. Never returns. A failed initializer fails
+ * every later item of this worker with its code and message. */
 static _Noreturn void worker_main(int fd) {
   int init_code = 0;
   char *init_msg = NULL;
-  unsigned char *in_base = NULL; /* the input region, read-only here */
-  size_t in_cap = 0;
+  unsigned char *in_base[2] = {NULL, NULL}; /* the input regions, read-only here */
+  size_t in_cap[2] = {0, 0};
   for (;;) {
     struct req h;
-    int passed = -1;
-    if (take_ack(fd) || read_full_fd(fd, &h, sizeof h, &passed)) _exit(0);
+    if (rd(fd, &h, sizeof h)) _exit(0);
+    if (h.region > 1) _exit(2);
     if (h.shm_size) {
+      int passed = take_fd();
       if (passed < 0) _exit(2);
       void *m = mmap(NULL, (size_t)h.shm_size, PROT_READ, MAP_SHARED, passed, 0);
       if (m == MAP_FAILED) _exit(2);
-      if (in_base) munmap(in_base, in_cap);
-      in_base = m;
-      in_cap = (size_t)h.shm_size;
+      close(passed);
+      if (in_base[h.region]) munmap(in_base[h.region], in_cap[h.region]);
+      in_base[h.region] = m;
+      in_cap[h.region] = (size_t)h.shm_size;
     }
-    if (passed >= 0) close(passed);
     char name[WEFT_REGISTRY_NAME_MAX + 1], iname[WEFT_REGISTRY_NAME_MAX + 1];
     if (h.name_len > WEFT_REGISTRY_NAME_MAX || h.init_name_len > WEFT_REGISTRY_NAME_MAX ||
-        read_full(fd, name, h.name_len))
+        rd(fd, name, h.name_len))
       _exit(2);
     name[h.name_len] = '\0';
     if (h.init_name_len) {
-      if (read_full(fd, iname, h.init_name_len)) _exit(2);
+      if (rd(fd, iname, h.init_name_len)) _exit(2);
       iname[h.init_name_len] = '\0';
       unsigned char *arg = weft__malloc(h.init_arg_size ? (size_t)h.init_arg_size : 1);
-      if (!arg || read_full(fd, arg, (size_t)h.init_arg_size)) _exit(2);
+      if (!arg || rd(fd, arg, (size_t)h.init_arg_size)) _exit(2);
       weft_out out = {0};
       init_code = run_one(weft_registry_find(iname), iname, arg, (size_t)h.init_arg_size, &out);
       if (init_code < 0) {
@@ -245,16 +318,19 @@ static _Noreturn void worker_main(int fd) {
     size_t total = (size_t)h.item_size * (size_t)h.count;
     if (h.item_size && total / h.item_size != h.count) _exit(2);
     bool shm = h.flags & WIRE_SHM;
-    if (shm && total > in_cap) _exit(2);
-    unsigned char *items = shm ? in_base : weft__malloc(total ? total : 1);
+    if (shm && total > in_cap[h.region]) _exit(2);
+    unsigned char *items = shm ? in_base[h.region] : weft__malloc(total ? total : 1);
     if (!items) _exit(2);
-    if (!shm && read_full(fd, items, total)) _exit(0);
+    if (!shm && rd(fd, items, total)) _exit(0);
     weft_fn fn = weft_registry_find(name);
     for (uint64_t i = 0; i < h.count; i++) {
       unsigned char inl[256];
       weft_out out = {0};
-      out.inl = inl;
-      out.inl_size = sizeof inl;
+      /* A free output region takes the result in place: a large one then
+       * travels without a copy here. */
+      int direct = out_pick();
+      out.inl = direct >= 0 ? oreg[direct].base + OUT_HDR : inl;
+      out.inl_size = direct >= 0 ? oreg[direct].cap : sizeof inl;
       int code;
       if (init_code < 0) {
         code = init_code;
@@ -270,13 +346,16 @@ static _Noreturn void worker_main(int fd) {
       struct iovec iov[3] = {{&r, sizeof r}, {out.msg, r.msg_len}, {out.data, (size_t)r.size}};
       int newfd = -1;
       if (r.size >= SHM_MIN) {
-        if (take_ack(fd)) _exit(0); /* the parent is done with the region */
-        if (out_region((size_t)r.size, &newfd) == 0) {
-          memcpy(out_base, out.data, (size_t)r.size);
+        int rg = direct >= 0 && out.data == oreg[direct].base + OUT_HDR
+                     ? direct
+                     : out_place(fd, out.data, (size_t)r.size, &newfd);
+        if (rg >= 0) {
           r.flags = WIRE_SHM;
-          r.shm_size = newfd >= 0 ? out_cap : 0;
+          r.region = (uint32_t)rg;
+          r.shm_size = newfd >= 0 ? OUT_HDR + oreg[rg].cap : 0;
           iov[2].iov_len = 0;
-          out_pending = true;
+          oreg[rg].made++;
+          out_last = rg;
         }
       }
       if (weft__send_iov(fd, iov, 3, newfd)) _exit(0);
@@ -380,6 +459,7 @@ static void spawn(int s, int32_t tag) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     fcntl(3, F_SETFD, FD_CLOEXEC);
+    prctl(PR_SET_NAME, "weft-worker"); /* for ps, top and perf */
     worker_main(3);
   }
   close(sv[1]);
