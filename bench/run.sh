@@ -1,12 +1,14 @@
 #!/bin/sh
-# bench/run.sh [dispatch|process] [flags...] — builds weft and the benchmarks
+# bench/run.sh [dispatch|process|coro|async] [flags...] — builds weft and the benchmarks
 # in Release (build/bench) and runs them, keeping a copy of each one's output,
 # with the machine it ran on, in docs/results/<name>-<date>.txt (not tracked
 # by git).
 #
-#   bench/run.sh                     every benchmark (dispatch, then process)
+#   bench/run.sh                     every benchmark (dispatch, process, coro, async)
 #   bench/run.sh dispatch [flags]    the dispatch benchmark, with its flags
 #   bench/run.sh process [flags]     the process benchmark, with its flags
+#   bench/run.sh coro [flags]        the coroutine switch benchmark
+#   bench/run.sh async [flags]       idle-task memory and the HTTP server
 #   bench/run.sh --flag ...          flags without a name go to dispatch
 #   bench/run.sh NAME --help         a benchmark's flags and measurements
 #
@@ -20,10 +22,10 @@ build=${BUILD_DIR:-$root/build/bench}
 jobs=${JOBS:-2}
 
 case "${1-}" in
-  dispatch|process) names=$1; shift ;;
+  dispatch|process|coro|async) names=$1; shift ;;
   -*) names=dispatch ;;
-  "") names="dispatch process" ;;
-  *) echo "bench/run.sh: unknown benchmark '$1' (dispatch or process)" >&2; exit 2 ;;
+  "") names="dispatch process coro async" ;;
+  *) echo "bench/run.sh: unknown benchmark '$1' (dispatch, process, coro or async)" >&2; exit 2 ;;
 esac
 
 help=0
@@ -70,6 +72,11 @@ run() {
       process)
         echo "# python: $(/usr/bin/python3 --version 2>&1 || echo 'none at /usr/bin/python3')"
         echo "# memory: $(sed -n 's/^MemTotal:[[:space:]]*//p' /proc/meminfo)" ;;
+      async)
+        echo "# python: $(/usr/bin/python3 --version 2>&1 || echo 'none at /usr/bin/python3')"
+        echo "# go: $(go version 2>/dev/null || echo none)"
+        echo "# nginx: $(/usr/sbin/nginx -v 2>&1 || echo none)"
+        echo "# wrk: $(wrk -v 2>&1 | head -n 1 || echo none)" ;;
     esac
   } >"$out"
 

@@ -60,7 +60,7 @@ case "$mode" in
     [ -s "$src" ] || { echo "README.md has no example $n" >&2; exit 1; }
     read -r -a cflag_list <<<"$cflags"
     echo "== README example $n ($src)"
-    "$cc" "${cflag_list[@]}" -std=c11 -Wall -Wextra -Werror -I"$include" "$src" "$lib" -pthread \
+    "$cc" "${cflag_list[@]}" -std=c11 -Wall -Wextra -Werror -I"$include" "$src" "$lib" -pthread -lcurl \
       -o "$workdir/example$n"
     (cd "$workdir" && "./example$n")
     ;;

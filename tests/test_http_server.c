@@ -13,17 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  ASSERT_TRUE(d != NULL);
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
-
 /* ---- a minimal client: one request, reads the status and the body ---- */
 
 typedef struct resp {
@@ -324,7 +313,7 @@ TEST(ten_thousand_concurrent_fetches) /* labels: notsan */ {
   }
   int port;
   pid_t srv = server_child(0.01, &port);
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   weft_loop *loop;
   ASSERT_OK(weft_loop_create(&loop, NULL));
   many_ctx *ctx = calloc((size_t)want, sizeof *ctx);
@@ -340,7 +329,7 @@ TEST(ten_thousand_concurrent_fetches) /* labels: notsan */ {
   ASSERT_EQ(ok, want);
   free(ctx);
   weft_loop_destroy(loop);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
   kill(srv, SIGKILL);
   int st;
   ASSERT_EQ(waitpid(srv, &st, 0), srv);
@@ -374,7 +363,7 @@ static int fetch_reset(const void *in, size_t n, weft_out *out) {
 }
 
 TEST(refused_and_reset_fail_only_their_task) {
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   fixture fx;
   start(&fx, 0.05, NULL);
   int rlfd, rport, closed_port, tmp;
@@ -406,11 +395,11 @@ TEST(refused_and_reset_fail_only_their_task) {
   weft_future_release(frs);
   close(rlfd);
   stop(&fx);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }
 
 TEST(stop_with_idle_connections) {
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   fixture fx;
   start(&fx, 0.01, NULL);
   /* Open keep-alive connections that stay idle, then stop the server. */
@@ -434,5 +423,5 @@ TEST(stop_with_idle_connections) {
   stop(&fx);
   ASSERT_LT(weft_now() - t0, 3000);
   for (int i = 0; i < 3; i++) close(fds[i]);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }

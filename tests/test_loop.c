@@ -19,17 +19,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n - 1; /* the DIR's own fd */
-}
-
 static weft_loop *new_loop(void) {
   weft_loop_opts o = {.block_warn_ms = -1};
   weft_loop *l = NULL;
@@ -48,7 +37,7 @@ static void log_int(void *arg) {
 /* ---- basics ------------------------------------------------------------- */
 
 TEST(create_args) {
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   weft_loop *l = NULL;
   ASSERT_RC(weft_loop_create(NULL, NULL), WEFT_EINVAL);
   weft_loop_opts bad = {.backend = "kqueue"};
@@ -77,7 +66,7 @@ TEST(create_args) {
   ASSERT_GE(weft__loop_stack_size(l), 100000);
   ASSERT_EQ(weft__loop_stack_size(l) % (size_t)sysconf(_SC_PAGESIZE), 0);
   weft_loop_destroy(l);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }
 
 static weft_loop *cur_seen;
@@ -279,7 +268,7 @@ static void on_readable_other(int fd, unsigned events, void *arg) {
 }
 
 TEST(watch_pipe) {
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   weft_loop *l = new_loop();
   struct piper p = {.loop = l};
   ASSERT_EQ(pipe(p.fds), 0);
@@ -337,7 +326,7 @@ TEST(watch_pipe) {
   close(p.fds[0]);
   close(p.fds[1]);
   weft_loop_destroy(l);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }
 
 /* ---- run / stop --------------------------------------------------------- */
@@ -582,7 +571,7 @@ TEST(run_until_late_completion) {
 /* ---- destroy ------------------------------------------------------------ */
 
 TEST(destroy_drops_pending) {
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   weft_loop *l = new_loop();
   for (int i = 0; i < 100; i++) {
     ASSERT_OK(weft_loop_call_soon(l, mark_cancelled_ran, NULL));
@@ -597,7 +586,7 @@ TEST(destroy_drops_pending) {
   weft_loop_destroy(l);
   ASSERT_EQ(cancelled_ran, 0);
   ASSERT_UEQ(t.heap_index, (size_t)-1);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }
 
 struct hook_state {
@@ -794,7 +783,7 @@ TEST(block_detector_quiet_when_fast) {
   /* Many short callbacks, each far below the threshold: nothing printed. */
   weft_loop_opts o = {.block_warn_ms = 200};
   weft_loop *l;
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   ASSERT_OK(weft_loop_create(&l, &o));
   struct capture cap;
   capture_start(&cap);
@@ -806,7 +795,7 @@ TEST(block_detector_quiet_when_fast) {
   capture_read(&cap, out, sizeof out);
   capture_stop(&cap);
   ASSERT_STREQ(out, "");
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }
 
 /* Sleeping in the poll is not a stall, nor is a task label left over from

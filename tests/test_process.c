@@ -149,12 +149,11 @@ static int count_maps(const void *in, size_t n, weft_out *out) {
 }
 WEFT_REGISTER(count_maps);
 
-static int count_fds(void);
 /* The fds open in this worker (and in its fork server, via /proc). */
 static int fd_counts(const void *in, size_t n, weft_out *out) {
   (void)in;
   (void)n;
-  int64_t r[2] = {count_fds(), -1};
+  int64_t r[2] = {wt_count_fds(), -1};
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/fd", (int)getppid());
   DIR *d = opendir(path);
@@ -216,16 +215,6 @@ static void wait_running(weft_future *f) {
     if (weft_now() > end) WT_FAIL("future never started running");
     sched_yield();
   }
-}
-
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-  closedir(d);
-  return n - 1; /* the DIR's own fd */
 }
 
 /* Is pid still a process (zombies included)? */
@@ -634,7 +623,7 @@ TEST(process_payloads) {
 TEST(no_fd_leak) {
   ASSERT_OK(weft_process_init());
   ASSERT_OK(weft_process_init()); /* idempotent */
-  int before = count_fds();
+  int before = wt_count_fds();
   const char *kinds[] = {"process_pool", "process"};
   for (int k = 0; k < 2; k++) {
     weft_executor *ex = make(kinds[k], 2, 3);
@@ -651,7 +640,7 @@ TEST(no_fd_leak) {
     round_trip(ex, 1u << 20); /* shared memory regions too */
     weft_executor_destroy(ex);
   }
-  ASSERT_EQ(count_fds(), before);
+  ASSERT_EQ(wt_count_fds(), before);
 }
 
 TEST(no_zombies_after_destroy) {

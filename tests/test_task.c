@@ -17,17 +17,6 @@ static weft_loop *new_loop(void) {
   return loop;
 }
 
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  ASSERT_TRUE(d != NULL);
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
-
 /* ---- basic spawn and results ---- */
 
 static int add_one(const void *in, size_t n, weft_out *out) {
@@ -749,7 +738,7 @@ static int echo_client(const void *in, size_t n, weft_out *out) {
 }
 
 TEST(tcp_echo_many_clients) {
-  int fds0 = count_fds();
+  int fds0 = wt_count_fds();
   weft_loop *loop = new_loop();
   echo_srv s = {.clients = 100};
   ASSERT_OK(weft_tcp_listen(NULL, 0, 0, &s.lfd, &s.port));
@@ -767,7 +756,7 @@ TEST(tcp_echo_many_clients) {
   weft_future_release(acc);
   ASSERT_OK(weft_close(s.lfd));
   weft_loop_destroy(loop);
-  ASSERT_EQ(count_fds(), fds0);
+  ASSERT_EQ(wt_count_fds(), fds0);
 }
 
 static int refused_client(const void *in, size_t n, weft_out *out) {

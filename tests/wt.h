@@ -14,6 +14,7 @@
 
 #include "weft.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,17 @@ static inline double wt_scale(void) {
 static inline long wt_scaled(long n) {
   long v = (long)((double)n * wt_scale());
   return v > 0 ? v : 1;
+}
+
+/* The file descriptors open in this process now (for leak checks), or -1. */
+static inline int wt_count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1; /* the DIR's own fd */
 }
 
 int main(int argc, char **argv) {

@@ -73,6 +73,18 @@ static void srv_release(weft_http_server *s) {
 
 /* ---- replies ---- */
 
+/* Sets the reply without copying: body must outlive the reply's sending. */
+static void reply_set_static(weft_http_reply *rep, int status, const char *ctype,
+                             const void *body, size_t size) {
+  if (rep->body && !rep->borrowed) weft__free((void *)rep->body);
+  rep->status = status;
+  rep->set = true;
+  rep->borrowed = true;
+  snprintf(rep->ctype, sizeof rep->ctype, "%s", ctype ? ctype : "");
+  rep->body = body;
+  rep->size = size;
+}
+
 int weft_http_reply_set(weft_http_reply *rep, int status, const char *content_type,
                         const void *body, size_t size) {
   if (!rep || status < 100 || status > 999 || (!body && size)) return WEFT_EINVAL;
@@ -83,26 +95,9 @@ int weft_http_reply_set(weft_http_reply *rep, int status, const char *content_ty
     if (!copy) return WEFT_ENOMEM;
     memcpy(copy, body, size);
   }
-  if (rep->body && !rep->borrowed) weft__free((void *)rep->body);
-  rep->status = status;
-  rep->set = true;
-  rep->borrowed = false;
-  snprintf(rep->ctype, sizeof rep->ctype, "%s", content_type ? content_type : "");
-  rep->body = copy;
-  rep->size = size;
+  reply_set_static(rep, status, content_type, copy, size);
+  rep->borrowed = false; /* the copy is the reply's own */
   return 0;
-}
-
-/* The same without copying: body must outlive the reply's sending. */
-static void reply_set_static(weft_http_reply *rep, int status, const char *ctype,
-                             const void *body, size_t size) {
-  if (rep->body && !rep->borrowed) weft__free((void *)rep->body);
-  rep->status = status;
-  rep->set = true;
-  rep->borrowed = true;
-  snprintf(rep->ctype, sizeof rep->ctype, "%s", ctype ? ctype : "");
-  rep->body = body;
-  rep->size = size;
 }
 
 static void reply_clear(weft_http_reply *rep) {
