@@ -1,15 +1,22 @@
 # weft — a thin wrapper over CMake and CTest; the real steps are in scripts/.
 #
+#   make bench      the lab, weft's main job: a Release build, then
+#                   `weft bench --python` (the study's 18 cases in C and in
+#                   Python, on 1 and N cores, at scale 1.0, 3 runs each);
+#                   tables on stdout, JSON/Markdown/SVG in docs/results/.
+#                   BENCH_ARGS="--quick" etc. to change the run.
 #   make test       the whole CI job: install missing Debian packages, then
 #                   gcc ASan+UBSan, clang ASan+UBSan, clang TSan (concurrency
 #                   tests), valgrind memcheck + the install test (find_package
-#                   and pkg-config consumer); see scripts/test.sh. Build dirs:
-#                   build/asan-gcc, build/asan-clang, build/tsan-clang, build/memcheck
-#   make test-gcc | test-clang | test-tsan | test-memcheck | test-install
+#                   and pkg-config consumer), the parser fuzzer; see
+#                   scripts/test.sh. Build dirs: build/asan-gcc,
+#                   build/asan-clang, build/tsan-clang, build/memcheck
+#   make test-gcc | test-clang | test-tsan | test-memcheck | test-install | test-fuzz
 #                   one stage of it
 #   make build      Release build in build/release
 #   make install PREFIX=/usr/local
-#   make bench      Release build with the benchmarks, then run them
+#   make microbench the micro-benchmarks against named peers (bench/run.sh:
+#                   dispatch, process, coro, async)
 #   make deps       install every package any target needs
 #   make clean      remove build/
 
@@ -19,9 +26,9 @@ PREFIX ?= /usr/local
 export JOBS BUILD
 MAKEFLAGS += --no-print-directory
 
-STAGES := gcc clang tsan memcheck install
+STAGES := gcc clang tsan memcheck install fuzz
 
-.PHONY: all build test $(STAGES:%=test-%) install bench deps clean
+.PHONY: all build test $(STAGES:%=test-%) install bench microbench deps clean
 
 all: build
 
@@ -44,17 +51,23 @@ $(STAGES:%=test-%):
 install: build
 	cmake --install $(BUILD)/release --prefix $(PREFIX)
 
-# bench/run.sh configures and builds build/bench itself; without it, the
-# CMake target `bench` builds and runs the benchmarks.
+# The lab: `weft bench` starts its own server, runs every case as its own
+# process and keeps the machine-readable results.
+BENCH_ARGS ?= --python
 bench:
 	@bash scripts/deps.sh bench
-	@if [ -f bench/run.sh ]; then \
-	  BUILD_DIR=$(abspath $(BUILD))/bench sh bench/run.sh; \
-	else \
-	  cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DWEFT_BENCH=ON -DWEFT_TESTS=OFF && \
-	  cmake --build $(BUILD)/bench -j$(JOBS) && \
-	  cmake --build $(BUILD)/bench --target bench; \
-	fi
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DWEFT_TESTS=OFF >/dev/null
+	cmake --build $(BUILD)/release -j$(JOBS) --target weft_cli weft_study
+	@mkdir -p docs/results
+	@stamp=$$(date +%Y%m%d-%H%M%S); \
+	$(BUILD)/release/weft bench $(BENCH_ARGS) --json docs/results/study-$$stamp.json \
+	  --markdown docs/results/study-$$stamp.md --svg docs/results/study-$$stamp.svg && \
+	echo "results: docs/results/study-$$stamp.{json,md,svg}"
+
+# bench/run.sh configures and builds build/bench itself.
+microbench:
+	@bash scripts/deps.sh bench
+	@BUILD_DIR=$(abspath $(BUILD))/bench sh bench/run.sh
 
 clean:
 	rm -rf $(BUILD)
