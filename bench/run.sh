@@ -9,6 +9,7 @@
 #   bench/run.sh process [flags]     the process benchmark, with its flags
 #   bench/run.sh coro [flags]        the coroutine switch benchmark
 #   bench/run.sh async [flags]       idle-task memory and the HTTP server
+#   bench/run.sh mpi [flags]         the mpi executor vs the process pool (with MPI)
 #   bench/run.sh --flag ...          flags without a name go to dispatch
 #   bench/run.sh NAME --help         a benchmark's flags and measurements
 #
@@ -22,10 +23,10 @@ build=${BUILD_DIR:-$root/build/bench}
 jobs=${JOBS:-2}
 
 case "${1-}" in
-  dispatch|process|coro|async) names=$1; shift ;;
+  dispatch|process|coro|async|mpi) names=$1; shift ;;
   -*) names=dispatch ;;
   "") names="dispatch process coro async" ;;
-  *) echo "bench/run.sh: unknown benchmark '$1' (dispatch, process, coro or async)" >&2; exit 2 ;;
+  *) echo "bench/run.sh: unknown benchmark '$1' (dispatch, process, coro, async or mpi)" >&2; exit 2 ;;
 esac
 
 help=0

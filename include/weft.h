@@ -577,6 +577,121 @@ const char *weft_registry_name(weft_fn fn);
 int weft_process_init(void);
 
 /* ------------------------------------------------------------------------ */
+/* Distributed: the mpi executor                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Executor "mpi" runs tasks on the other ranks of an MPI job (Open MPI), on
+ * this machine or on many, behind the same API: submit, map, imap and
+ * imap_unordered work as with "process_pool". It lives in a library of its
+ * own, libweft_mpi, built when MPI is found (link it as well as weft: CMake
+ * target weft::weft_mpi or weft::weft_mpi_static; by hand `-lweft_mpi -lweft`
+ * plus mpicc's flags), so that programs that do not use it do not load MPI.
+ * The kind exists from weft_mpi_init on (weft_executor_kinds lists it then).
+ *
+ * The program is started by mpirun, e.g. `mpirun -np 4 ./prog` (as root:
+ * OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; on fewer
+ * cores than ranks: --oversubscribe), and calls weft_mpi_init first thing
+ * in main. Rank 0 returns from it and runs the program's logic; every other
+ * rank (a "worker") never returns: it serves rank 0's tasks, then finalizes
+ * MPI and exits with status 0 when rank 0 calls weft_mpi_finalize (or
+ * returns from main: an atexit hook calls it). Task functions are found by
+ * name, so every rank runs the same program and registers them
+ * (WEFT_REGISTER). Inputs and results travel as bytes, unchanged: the ranks
+ * must share one data layout (one build of the program, one architecture).
+ *
+ *   int main(int argc, char **argv) {
+ *     if (weft_mpi_init(&argc, &argv) != 0) return 1;  // workers stay inside
+ *     weft_executor *ex;
+ *     weft_executor_create(&ex, "mpi", NULL);          // all worker ranks
+ *     weft_executor_map(ex, fib_task, ns, sizeof ns[0], n, fibs, sizeof fibs[0],
+ *                       NULL, WEFT_FOREVER);
+ *     weft_executor_destroy(ex);
+ *     return weft_mpi_finalize();
+ *   }
+ *
+ * Balance. Workers take work as they free up: a job (a task, or a map chunk
+ * of `chunksize` items) goes to an idle rank first, so a slow rank gets
+ * less. A rank running a map chunk gets the next one queued behind it (it
+ * never waits for a round trip between chunks), and a rank that answers
+ * within ~2 ms up to 8 jobs, so tiny tasks stream; other tasks wait on rank
+ * 0 for the first rank that frees up. Options: workers
+ * (use at most this many worker ranks; default all), chunksize and
+ * max_inflight as for every executor; the process-only options are ignored.
+ * Inputs and results up to 1 GiB per trip (WEFT_ETOOBIG above). A task's
+ * cancellation reaches its rank: an item not started is cancelled, a
+ * running one sees weft_out_cancelled.
+ *
+ * Failure: what survives and what does not.
+ *  - A task's own failure (its code and weft_out_fail message) fails its own
+ *    future or map item; everything else goes on.
+ *  - A rank that dies (a crash, a kill, exit() in a task, a lost machine) is
+ *    noticed by silence: a rank that holds work sends a heartbeat every
+ *    250 ms, and one silent for WEFT_MPI_DEAD_MS ms (environment variable
+ *    read at executor create; default 10000) is presumed dead. The work it
+ *    held (the item running, and the rest of its chunk and of the chunk
+ *    queued behind it) fails with WEFT_ECRASHED and a message such as "mpi
+ *    rank 2 on node1 stopped answering (nothing for 10003 ms): presumed
+ *    dead". All other work, queued or on other ranks, runs on the ranks left;
+ *    when none is left it fails the same way. A presumed-dead rank gets no
+ *    more work for the rest of the run (later executors skip it) and what it
+ *    may still send is dropped. Nothing is retried elsewhere: a task may have
+ *    had effects. A task that hangs in a live rank is not a dead rank: bound
+ *    it with the map's deadline.
+ *  - For the ranks left to survive at all, mpirun must not end the job when
+ *    one rank dies, as it does by default: run it with
+ *    `--mca orte_enable_recovery 1` (Open MPI 4). mpirun then exits 0
+ *    whatever the ranks did: let rank 0 report its own outcome. Once a rank
+ *    was presumed dead, weft_mpi_finalize skips MPI_Finalize on every rank
+ *    (Open MPI's waits for all ranks, the dead one too, and was seen to
+ *    hang): the processes exit without it.
+ *  - Rank 0 is the program. If it exits (also through exit() with an
+ *    executor still alive: the atexit hook abandons the executor's work),
+ *    the workers are told to stop and exit once their running task ends
+ *    (within 2 s; a task that runs longer is left behind by its rank's
+ *    exit). If it crashes, mpirun ends the job by default; in recovery
+ *    mode nothing tells the workers, so bound the run (mpirun --timeout).
+ */
+
+/*
+ * Initialises MPI (MPI_Init_thread, MPI_THREAD_SERIALIZED: weft calls MPI
+ * from one thread at a time) and weft's MPI session. If MPI was already
+ * initialised by the program, with at least MPI_THREAD_SERIALIZED, weft uses
+ * it and leaves MPI_Finalize to the program. argc and argv are MPI_Init's
+ * (may be NULL). Every rank calls it, from the main thread, once, before
+ * starting threads of its own. On rank 0 returns 0; on the other ranks
+ * serves tasks and exits the process (status 0) when rank 0 finalizes.
+ * Errors (rank 0, or any rank before it knows its rank): WEFT_EIO (MPI
+ * failed to start), WEFT_ENOSYS (MPI offers less than
+ * MPI_THREAD_SERIALIZED), WEFT_ENOMEM,
+ * WEFT_EINVAL (called again after weft_mpi_finalize). A second call before
+ * finalize returns 0.
+ */
+int weft_mpi_init(int *argc, char ***argv);
+
+/* This process's rank (0 for the program), or WEFT_EINVAL before
+ * weft_mpi_init. */
+int weft_mpi_rank(void);
+
+/* The number of ranks in the job (the worker ranks are this minus 1), or
+ * WEFT_EINVAL before weft_mpi_init. */
+int weft_mpi_size(void);
+
+/*
+ * Rank 0: tells every live worker rank to stop (they finalize and exit) and
+ * finalizes MPI. Call it after destroying the mpi executor, from the thread
+ * that called weft_mpi_init. Blocks at most ~5 s for the stop messages to
+ * leave. Returns 0 (also when not initialised, or already finalized), or
+ * WEFT_EBUSY while an mpi executor still exists (nothing is done).
+ */
+int weft_mpi_finalize(void);
+
+/* weft_executor_create(&ex, "mpi", opts) on rank 0 returns, besides the
+ * usual errors: WEFT_EINVAL (weft_mpi_init not called, or finalized),
+ * WEFT_EBUSY (an mpi executor already exists: one at a time), WEFT_EAGAIN
+ * (no worker rank: the job has one rank, or all are presumed dead). */
+
+/* ------------------------------------------------------------------------ */
 /* Sync: channel, event, semaphore                                          */
 /* ------------------------------------------------------------------------ */
 

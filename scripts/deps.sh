@@ -12,13 +12,15 @@ build_pkgs=(build-essential gcc make cmake pkg-config libcurl4-openssl-dev)
 # `make test`: the gcc and clang sanitizer builds (clang's sanitizer runtimes
 # are only a Recommends of clang, so named here), valgrind; the bench peers are
 # included so that CI proves they build.
-test_pkgs=("${build_pkgs[@]}" clang libclang-rt-dev valgrind python3 libuv1-dev libomp-dev)
+# Open MPI and iproute2 (network namespaces): the mpi executor's tests.
+test_pkgs=("${build_pkgs[@]}" clang libclang-rt-dev valgrind python3 libuv1-dev libomp-dev
+  libopenmpi-dev openmpi-bin iproute2)
 # `make bench`: the peers libuv and OpenMP (libgomp comes with gcc; clang needs libomp).
 # The async benchmark: wrk drives the HTTP servers, nginx is the peer server,
 # Go (golang-go) the goroutine peer; python3-httpx and python3-requests are
 # the study's Python clients.
 bench_pkgs=("${build_pkgs[@]}" clang libuv1-dev libomp-dev python3 wrk nginx-light golang-go
-  python3-httpx python3-requests)
+  python3-httpx python3-requests libopenmpi-dev openmpi-bin)
 
 job=${1:-all}
 case "$job" in

@@ -224,6 +224,10 @@ extern const weft__backend weft__backend_thread_pool;
 extern const weft__backend weft__backend_process;
 extern const weft__backend weft__backend_process_pool;
 extern const weft__backend weft__backend_async;
+/* Adds a backend from a library of its own (libweft_mpi's "mpi"), after the
+ * built-in ones: weft_executor_create and weft_executor_kinds see it from
+ * then on. Adding the same one again is harmless. 0 or WEFT_ENOMEM. */
+int weft__backend_add(const weft__backend *be);
 
 /* ---- the function registry (core/registry.c): held across the fork of
  * the process fork server (exec/proc_zygote.c). */

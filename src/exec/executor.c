@@ -33,16 +33,54 @@ static const weft__backend *const backends[] = {
 };
 
 #define NBACKENDS (sizeof backends / sizeof backends[0] - 1)
-static const char *kind_names[NBACKENDS + 1];
+
+/* Backends that live in libraries of their own (libweft_mpi) are added when
+ * their library is initialised, so that programs that do not use them do
+ * not load what they need. The names' array is only ever appended to: a
+ * reader sees a NULL-terminated prefix of it. */
+#define MAX_EXTRA 8
+static const weft__backend *_Atomic extra[MAX_EXTRA];
+static atomic_int nextra;
+static pthread_mutex_t extra_mu = PTHREAD_MUTEX_INITIALIZER;
+static const char *_Atomic kind_names[NBACKENDS + MAX_EXTRA + 1];
 static pthread_once_t kind_names_once = PTHREAD_ONCE_INIT;
 
 static void kind_names_init(void) {
-  for (size_t i = 0; i < NBACKENDS; i++) kind_names[i] = backends[i]->name;
+  for (size_t i = 0; i < NBACKENDS; i++) atomic_store(&kind_names[i], backends[i]->name);
 }
 
 const char *const *weft_executor_kinds(void) {
   pthread_once(&kind_names_once, kind_names_init);
-  return kind_names;
+  return (const char *const *)kind_names;
+}
+
+int weft__backend_add(const weft__backend *be) {
+  pthread_once(&kind_names_once, kind_names_init);
+  pthread_mutex_lock(&extra_mu);
+  int n = atomic_load(&nextra), rc = 0;
+  for (int i = 0; i < n; i++)
+    if (atomic_load(&extra[i]) == be) goto out; /* added before */
+  if (n == MAX_EXTRA) {
+    rc = WEFT_ENOMEM;
+    goto out;
+  }
+  atomic_store(&extra[n], be);
+  atomic_store(&kind_names[NBACKENDS + (size_t)n], be->name);
+  atomic_store(&nextra, n + 1);
+out:
+  pthread_mutex_unlock(&extra_mu);
+  return rc;
+}
+
+static const weft__backend *find_backend(const char *kind) {
+  for (int i = 0; backends[i]; i++)
+    if (strcmp(backends[i]->name, kind) == 0) return backends[i];
+  int n = atomic_load(&nextra);
+  for (int i = 0; i < n; i++) {
+    const weft__backend *be = atomic_load(&extra[i]);
+    if (strcmp(be->name, kind) == 0) return be;
+  }
+  return NULL;
 }
 
 int weft_executor_create(weft_executor **out, const char *kind, const weft_executor_opts *opts) {
@@ -52,9 +90,7 @@ int weft_executor_create(weft_executor **out, const char *kind, const weft_execu
   weft_executor_opts o = {0};
   if (opts) o = *opts;
   if (o.workers < 0) return WEFT_EINVAL;
-  const weft__backend *be = NULL;
-  for (int i = 0; backends[i]; i++)
-    if (strcmp(backends[i]->name, kind) == 0) be = backends[i];
+  const weft__backend *be = find_backend(kind);
   if (!be) return WEFT_ENOENT;
 
   weft_executor *ex = weft__calloc(1, sizeof *ex);

@@ -1,0 +1,17 @@
+/*
+ * 09-cpu-threads: one thread per number ("thread", chunksize 1). Unlike
+ * Python's, C threads run on every core at once.
+ */
+#include "study.h"
+
+int main(int argc, char **argv) {
+  study s;
+  study_begin_cpu(&s, argc, argv);
+  weft_executor *ex = NULL;
+  int rc = weft_executor_create(&ex, "thread", &(weft_executor_opts){.chunksize = 1});
+  if (rc == 0)
+    rc = weft_executor_map(ex, study_fib_task, s.numbers, sizeof s.numbers[0], STUDY_NUMBERS,
+                           s.fibs, sizeof s.fibs[0], s.errors, s.deadline);
+  weft_executor_destroy(ex);
+  return study_end_fibs(&s, rc);
+}

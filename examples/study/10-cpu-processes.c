@@ -1,0 +1,17 @@
+/*
+ * 10-cpu-processes: one process per number ("process", chunksize 1): the
+ * same parallelism as threads, plus a fork and a trip per number.
+ */
+#include "study.h"
+
+int main(int argc, char **argv) {
+  study s;
+  study_begin_cpu(&s, argc, argv);
+  weft_executor *ex = NULL;
+  int rc = weft_executor_create(&ex, "process", &(weft_executor_opts){.chunksize = 1});
+  if (rc == 0)
+    rc = weft_executor_map(ex, study_fib_task, s.numbers, sizeof s.numbers[0], STUDY_NUMBERS,
+                           s.fibs, sizeof s.fibs[0], s.errors, s.deadline);
+  weft_executor_destroy(ex);
+  return study_end_fibs(&s, rc);
+}
