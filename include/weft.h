@@ -790,7 +790,8 @@ typedef void (*weft_cb)(void *arg);
 typedef struct weft_loop_opts {
   /* Default stack size of tasks, in bytes (rounded up to pages); 0 = 256 KiB.
    * Stacks are reserved, not committed: an idle task costs the pages its
-   * stack has really touched. */
+   * stack has really touched (one page at least), and each has a guard page
+   * below it that turns an overflow into a clear message. */
   size_t stack_size;
   /* Blocking detector: report (on stderr, while it happens) a task or
    * callback that holds the loop longer than this many ms. 0 = the
@@ -870,7 +871,7 @@ int weft_loop_stop(weft_loop *loop);
 
 /* Options for one task (NULL = defaults). */
 typedef struct weft_task_opts {
-  size_t stack_size;  /* 0 = the loop's default */
+  size_t stack_size;  /* 0 = the loop's default (rounded up to pages) */
   const char *name;   /* for messages (copied); NULL = the function's address */
 } weft_task_opts;
 

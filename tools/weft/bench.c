@@ -123,7 +123,7 @@ static void c_fib(lab_fib_costs *c) {
   cpu_set_t saved;
   int have = sched_getaffinity(0, sizeof saved, &saved) == 0;
   lab_pin_first_cpus(1);
-  lab_fib_measure(c, 3);
+  lab_fib_measure(c, 5);
   if (have) sched_setaffinity(0, sizeof saved, &saved);
 }
 
@@ -407,6 +407,23 @@ int weft_cli_bench(int argc, char **argv) {
       }
     }
   weft_cli_server_stop();
+
+  /* The fib costs again, now that the cases are done: a neighbour or a
+   * cold CPU at the start can make one timing run long, and a floor must be
+   * a lower bound, so each n keeps its least cost and the floors follow. */
+  if (!g_stop) {
+    lab_fib_costs again;
+    c_fib(&again);
+    for (int i = 0; i < 7; i++)
+      if (again.s[i] > 0 && again.s[i] < rep.fib[LAB_C].s[i]) rep.fib[LAB_C].s[i] = again.s[i];
+    if (rep.have_fib[LAB_PY] && python_fib(&again) == 0)
+      for (int i = 0; i < 7; i++)
+        if (again.s[i] > 0 && again.s[i] < rep.fib[LAB_PY].s[i]) rep.fib[LAB_PY].s[i] = again.s[i];
+    if (!rep.have_fib[LAB_PY]) rep.fib[LAB_PY] = rep.fib[LAB_C];
+    for (int i = 0; i < n; i++)
+      res[i].floor_s = lab_floor(&lab_cases[res[i].case_idx], res[i].cores, o.scale,
+                                 &rep.fib[res[i].impl], res[i].impl == LAB_PY);
+  }
 
   rep.results = res;
   rep.nresults = n;
