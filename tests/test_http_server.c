@@ -398,29 +398,40 @@ TEST(refused_and_reset_fail_only_their_task) {
   ASSERT_EQ(wt_count_fds(), fds0);
 }
 
+/* Reads one response on each connection: afterwards they are served and idle. */
+static int read_one_each(const void *in, size_t n, weft_out *out) {
+  (void)out;
+  const int *fds = in;
+  for (size_t i = 0; i < n / sizeof(int); i++) {
+    char buf[8192];
+    size_t have = 0;
+    resp r;
+    int rc = read_response(fds[i], buf, sizeof buf, &have, &r);
+    free(r.body);
+    if (rc) return rc;
+    if (r.status != 200 || !r.keep_alive) return WEFT_EPROTO;
+  }
+  return 0;
+}
+
 TEST(stop_with_idle_connections) {
   int fds0 = wt_count_fds();
   fixture fx;
   start(&fx, 0.01, NULL);
-  /* Open keep-alive connections that stay idle, then stop the server. */
-  raw_job ka[3];
-  for (int i = 0; i < 3; i++) {
-    ka[i] = (raw_job){.req = "GET /site/9 HTTP/1.1\r\n\r\n", .want_status = {200}, .nresp = 1};
-    ka[i].port = fx.port;
-  }
+  /* Keep-alive connections, each served once and then left idle. */
+  static const char req[] = "GET /site/9 HTTP/1.1\r\n\r\n";
   int fds[3];
   for (int i = 0; i < 3; i++) {
     ASSERT_OK(weft_tcp_connect("127.0.0.1", fx.port, weft_deadline_in(5000), &fds[i]));
-    ASSERT_OK(weft_write_all(fds[i], ka[i].req, strlen(ka[i].req), weft_deadline_in(5000)));
+    ASSERT_OK(weft_write_all(fds[i], req, strlen(req), weft_deadline_in(5000)));
   }
-  /* Serve them: run the loop for a while. */
-  weft_future *tick;
-  ASSERT_OK(weft_future_create(&tick));
-  (void)weft_loop_run_until(fx.loop, tick, weft_deadline_in(200));
-  weft_future_set_result(tick, NULL, 0);
-  weft_future_release(tick);
+  weft_future *served;
+  ASSERT_OK(weft_spawn(fx.loop, read_one_each, fds, sizeof fds, NULL, &served));
+  ASSERT_OK(weft_loop_run_until(fx.loop, served, weft_deadline_in(10000)));
+  ASSERT_OK(weft_future_error(served));
+  weft_future_release(served);
   int64_t t0 = weft_now();
-  stop(&fx);
+  stop(&fx); /* cancels the idle connections' tasks and waits for them */
   ASSERT_LT(weft_now() - t0, 3000);
   for (int i = 0; i < 3; i++) close(fds[i]);
   ASSERT_EQ(wt_count_fds(), fds0);
