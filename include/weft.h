@@ -950,7 +950,11 @@ int weft_group_spawn(weft_group *g, weft_fn fn, const void *in, size_t in_size,
  * WEFT_ETIMEDOUT, or WEFT_ECANCELED if the waiting task was cancelled (the
  * children are then cancelled too). */
 int weft_group_wait(weft_group *g, int64_t deadline);
-/* Cancels the children still running, waits for them, frees the group. */
+/* Cancels the children still running, waits for them (in a task: with its
+ * own cancellation held off, so it cannot return early; outside the loop:
+ * by running it), frees the group. Called from a plain loop callback, where
+ * it cannot wait, it returns at once and the last child frees the group.
+ * NULL ignored. */
 void weft_group_destroy(weft_group *g);
 
 /* ---- sockets. In a task they suspend the task; elsewhere they block with
@@ -1035,8 +1039,11 @@ typedef struct weft_http_server weft_http_server;
 int weft_http_server_start(weft_http_server **out, weft_loop *loop,
                            const weft_http_server_opts *opts, weft_http_handler h, void *arg);
 int weft_http_server_port(const weft_http_server *srv);
-/* Stops accepting, closes every connection (cancelling their tasks), frees
- * the server. Loop thread. */
+/* Stops accepting, closes every connection (cancelling their tasks) and
+ * frees the server: it waits for those tasks when called in a task or
+ * outside the running loop (the port is free when it returns); from a plain
+ * loop callback (or from a task that is itself cancelled) it does not
+ * wait, and the last task frees the server. Loop thread. NULL ignored. */
 void weft_http_server_stop(weft_http_server *srv);
 
 /* The study's ten sites (shared/spec/study-workload.md): GET /site/<0-9>
